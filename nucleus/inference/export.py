@@ -1,0 +1,164 @@
+"""Exports of merged instances: COCO results JSON, QuPath GeoJSON, instance label image, overlay PNG.
+
+All writers go through nucleus.fileio (atomic, refuse to overwrite unless ``overwrite=True``) and
+work from mask crops, so none allocates a full-size array per nucleus. Coordinates are image pixels
+(x right, y down, origin at the top-left pixel).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_util
+
+from ..errors import InputError
+from ..fileio import atomic_write_bytes, atomic_write_json, check_writable
+from .instances import Instances, MaskCrop
+
+# Colours per class index (RGB), also used in the overlay; cycles for more classes.
+CLASS_COLORS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255),
+                (0, 210, 210), (255, 128, 0), (128, 128, 128)]
+
+
+def class_color(label: int) -> List[int]:
+    return list(CLASS_COLORS[int(label) % len(CLASS_COLORS)])
+
+
+# ----------------------------------------------------------------------------- COCO RLE
+def crop_to_rle(crop: MaskCrop, height: int, width: int) -> dict:
+    """COCO compressed RLE of a crop in a ``height`` x ``width`` image, without a full-size mask.
+
+    COCO RLE runs over the image in column-major order; the runs are computed per crop column."""
+    m = crop.mask
+    col_major = np.pad(m.T.astype(np.int8), ((0, 0), (1, 1)))  # (w, h + 2): zero above/below
+    edges = np.diff(col_major, axis=1)
+    col_s, row_s = np.nonzero(edges == 1)   # run starts (row index inside the crop)
+    col_e, row_e = np.nonzero(edges == -1)  # run ends (exclusive)
+    starts = (crop.x0 + col_s).astype(np.int64) * height + crop.y0 + row_s
+    ends = (crop.x0 + col_e).astype(np.int64) * height + crop.y0 + row_e
+    if len(starts) > 1:  # a run may continue into the next column when the crop spans all rows
+        join = ends[:-1] == starts[1:]
+        if join.any():
+            starts = np.concatenate([starts[:1], starts[1:][~join]])
+            ends = np.concatenate([ends[:-1][~join], ends[-1:]])
+    counts = np.empty(2 * len(starts), dtype=np.int64)
+    counts[0::2] = starts - np.concatenate([[0], ends[:-1]])
+    counts[1::2] = ends - starts
+    counts = counts.tolist()
+    tail = height * width - (int(ends[-1]) if len(ends) else 0)
+    if tail > 0:
+        counts.append(tail)
+    rle = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def to_coco_results(instances: Instances, image_id: int,
+                    category_ids: Optional[Sequence[int]] = None) -> List[dict]:
+    """COCO results records (segm + bbox) for one image; category id = label + 1 by default."""
+    out = []
+    for k, crop in enumerate(instances.masks):
+        label = int(instances.labels[k])
+        x0, y0, x1, y1 = (float(v) for v in instances.bboxes[k])
+        out.append({
+            "image_id": int(image_id),
+            "category_id": int(category_ids[label]) if category_ids else label + 1,
+            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+            "score": round(float(instances.scores[k]), 5),
+            "area": crop.area,
+            "segmentation": crop_to_rle(crop, instances.height, instances.width),
+        })
+    return out
+
+
+def export_coco(path, results: List[dict], overwrite: bool = False) -> Path:
+    """Write a COCO results list (as accepted by COCO.loadRes)."""
+    return atomic_write_json(path, results, overwrite)
+
+
+# ----------------------------------------------------------------------------- polygons
+def crop_contours(crop: MaskCrop) -> List[np.ndarray]:
+    """External contours of a crop as (K, 2) int arrays of image pixel coordinates."""
+    padded = np.pad(crop.mask.astype(np.uint8), 1)  # contours at the crop edge need a border
+    contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1, 2) + (crop.x0 - 1, crop.y0 - 1) for c in contours]
+
+
+def crop_polygon(crop: MaskCrop) -> List[List[int]]:
+    """Closed exterior ring of the largest connected part, pixel indices of boundary pixels.
+
+    ``cv2.fillPoly`` of the ring gives back the mask (of that part). Masks of 1-2 pixel width have
+    degenerate contours; they become their bounding rectangle so that the polygon stays valid."""
+    contours = crop_contours(crop)
+    best = max(contours, key=lambda c: (cv2.contourArea(c), len(c))) if contours else None
+    if best is None or len(best) < 3 or cv2.contourArea(best) == 0:
+        x0, y0, x1, y1 = crop.x0, crop.y0, crop.x1 - 1, crop.y1 - 1
+        best = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    ring = best.tolist()
+    ring.append(ring[0])
+    return ring
+
+
+def to_geojson(instances: Instances, class_names: Sequence[str]) -> dict:
+    """A GeoJSON FeatureCollection QuPath imports as detections (File > Import objects)."""
+    features = []
+    for k, crop in enumerate(instances.masks):
+        label = int(instances.labels[k])
+        name = class_names[label] if label < len(class_names) else f"class_{label}"
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [crop_polygon(crop)]},
+            "properties": {
+                "objectType": "detection",
+                "classification": {"name": name, "color": class_color(label)},
+                "score": round(float(instances.scores[k]), 5),
+            },
+        })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def export_geojson(path, instances: Instances, class_names: Sequence[str],
+                   overwrite: bool = False) -> Path:
+    return atomic_write_json(path, to_geojson(instances, class_names), overwrite)
+
+
+# ----------------------------------------------------------------------------- rasters
+def export_label_image(stem_path, instances: Instances, overwrite: bool = False) -> Path:
+    """Instance ids 1..N (score order, 0 = background) as a 16-bit PNG ``<stem>.labels.png``;
+    with 65536 or more instances a uint32 NumPy file ``<stem>.labels.npy`` instead (PNG has no
+    32-bit gray). Where masks overlap the higher-scoring instance keeps the pixel."""
+    ordered = instances.sorted_by_score()
+    if len(ordered) < 65536:
+        path = Path(str(stem_path) + ".labels.png")
+        check_writable(path, overwrite)
+        ok, buf = cv2.imencode(".png", ordered.to_label_image(np.uint16))
+        if not ok:
+            raise InputError(path, "could not encode the label image as PNG")
+        return atomic_write_bytes(path, buf.tobytes(), overwrite)
+    path = Path(str(stem_path) + ".labels.npy")
+    check_writable(path, overwrite)
+    bio = io.BytesIO()
+    np.save(bio, ordered.to_label_image(np.uint32))
+    return atomic_write_bytes(path, bio.getvalue(), overwrite)
+
+
+def render_overlay(image_rgb: np.ndarray, instances: Instances, thickness: int = 1) -> np.ndarray:
+    """A copy of the image (BGR, for cv2) with each instance's contour drawn in its class colour."""
+    canvas = np.ascontiguousarray(image_rgb[:, :, ::-1])
+    for k, crop in enumerate(instances.masks):
+        r, g, b = class_color(int(instances.labels[k]))
+        contours = [c.reshape(-1, 1, 2).astype(np.int32) for c in crop_contours(crop)]
+        cv2.drawContours(canvas, contours, -1, (b, g, r), thickness)
+    return canvas
+
+
+def export_overlay(path, image_rgb: np.ndarray, instances: Instances, overwrite: bool = False,
+                   thickness: int = 1) -> Path:
+    path = check_writable(path, overwrite)
+    ok, buf = cv2.imencode(".png", render_overlay(image_rgb, instances, thickness))
+    if not ok:
+        raise InputError(path, "could not encode the overlay as PNG")
+    return atomic_write_bytes(path, buf.tobytes(), overwrite)

@@ -1,0 +1,173 @@
+"""The real predictor: an MMDetection instance-segmentation model applied to one RGB tile.
+
+``load_predictor(config, checkpoint, device)`` builds the model with ``mmdet.apis.init_detector``
+(no weights are downloaded: backbone ``init_cfg`` is dropped and the checkpoint must be a local file)
+and checks that the checkpoint fits the config (same parameters and shapes, hence the same number of
+classes) before loading it, because mmengine would otherwise skip mismatched layers with a warning
+and run a half-random model.
+
+Channel order: predictors take **RGB** tiles (what :func:`nucleus.inference.read_image` returns);
+this one converts to BGR for MMDetection, whose pipelines treat arrays like ``cv2.imread`` output.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .instances import Instances
+
+CHECKPOINT_HINT = ("train one with tools/train.py (it writes work_dirs/<config>/*.pth) "
+                   "or copy a trained .pth here")
+
+
+def _load_config(config):
+    from mmengine.config import Config
+
+    if not isinstance(config, (str, Path)):
+        return config
+    path = Path(config)
+    if not path.is_file() and not str(config).startswith("mmdet::"):
+        raise InputError(path, "config file not found")
+    try:
+        return Config.fromfile(str(config))
+    except Exception as exc:  # syntax errors, missing _base_, failed custom_imports
+        raise InputError(path, f"cannot load config ({type(exc).__name__}: {exc})") from None
+
+
+def _read_checkpoint(path: Path) -> dict:
+    import torch
+
+    if not path.is_file():
+        raise InputError(path, f"checkpoint not found; {CHECKPOINT_HINT}")
+    try:
+        # mmengine checkpoints hold numpy/mmengine objects in 'meta', which torch>=2.6's default
+        # weights_only=True rejects; the file is the user's own local checkpoint.
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict):
+        raise InputError(path, "not a model checkpoint (expected a dict with 'state_dict')")
+    return ckpt
+
+
+def _class_names_from_config(cfg) -> Optional[Sequence[str]]:
+    for key in ("test_dataloader", "val_dataloader", "train_dataloader"):
+        try:
+            classes = cfg[key]["dataset"]["metainfo"]["classes"]
+        except (KeyError, TypeError):
+            continue
+        if classes:
+            return tuple(classes)
+    return None
+
+
+def _num_classes_of(cfg) -> Optional[int]:
+    try:
+        head = cfg.model.roi_head.bbox_head
+        head = head[-1] if isinstance(head, (list, tuple)) else head  # cascade heads
+        return int(head.num_classes)
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def _raise_for_mismatch(model, state_dict: dict, ckpt_path: Path, cfg_path, num_classes) -> None:
+    model_state = model.state_dict()
+    missing = [k for k in model_state if k not in state_dict]
+    shape_diff = [k for k in model_state
+                  if k in state_dict and tuple(state_dict[k].shape) != tuple(model_state[k].shape)]
+    if not missing and not shape_diff:
+        return
+    cls_keys = [k for k in shape_diff if k.endswith("fc_cls.weight") or k.endswith("conv_cls.weight")]
+    if cls_keys:
+        k = cls_keys[0]
+        # bbox heads with softmax classify num_classes + background
+        ck, mk = state_dict[k].shape[0], model_state[k].shape[0]
+        raise InputError(ckpt_path, f"class count does not match the config {cfg_path}: layer {k} "
+                                    f"has {ck} outputs in the checkpoint but {mk} in the model "
+                                    f"(config num_classes={num_classes})")
+    if shape_diff:
+        k = shape_diff[0]
+        raise InputError(ckpt_path, f"does not match the config {cfg_path}: {len(shape_diff)} layers "
+                                    f"differ in shape, e.g. {k} {tuple(state_dict[k].shape)} vs "
+                                    f"{tuple(model_state[k].shape)}")
+    raise InputError(ckpt_path, f"does not match the config {cfg_path}: {len(missing)} model "
+                                f"parameters are missing from it, e.g. {missing[0]}")
+
+
+class MMDetPredictor:
+    """Callable predictor: RGB uint8 tile -> :class:`Instances` in tile coordinates."""
+
+    def __init__(self, model, class_names: Sequence[str], score_thr: float = 0.5):
+        from mmcv.transforms import Compose
+        from mmdet.utils import get_test_pipeline_cfg
+
+        self.model = model
+        self.class_names = tuple(class_names)
+        self.score_thr = float(score_thr)
+        pipeline = get_test_pipeline_cfg(model.cfg.copy())
+        pipeline[0].type = "mmdet.LoadImageFromNDArray"
+        self.pipeline = Compose(pipeline)  # built once, reused for every tile
+
+    def __call__(self, tile_rgb: np.ndarray) -> Instances:
+        import torch
+
+        height, width = tile_rgb.shape[:2]
+        data = self.pipeline(dict(img=np.ascontiguousarray(tile_rgb[:, :, ::-1]), img_id=0))
+        data["inputs"] = [data["inputs"]]
+        data["data_samples"] = [data["data_samples"]]
+        with torch.no_grad():
+            pred = self.model.test_step(data)[0].pred_instances
+        keep = (pred.scores >= self.score_thr).nonzero().flatten()
+        if len(keep) == 0 or "masks" not in pred:
+            return Instances.empty(height, width)
+        pred = pred[keep]
+        masks = pred.masks.cpu().numpy().astype(bool, copy=False)
+        return Instances.from_full_masks(masks, pred.scores.cpu().numpy(),
+                                         pred.labels.cpu().numpy(), height, width)
+
+
+def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0.5,
+                   max_per_img: int = 1000) -> MMDetPredictor:
+    """Build the model of ``config`` with the weights of ``checkpoint`` as a tile predictor.
+
+    ``max_per_img`` raises the detection cap (RPN proposals and final detections) where the config
+    sets a lower one: dense tissue holds hundreds of nuclei per tile."""
+    from mmdet.apis import init_detector
+
+    cfg_path = config
+    cfg = _load_config(config)
+    ckpt_path = Path(checkpoint)
+    ckpt = _read_checkpoint(ckpt_path)
+    state_dict = ckpt.get("state_dict", ckpt)
+
+    test_cfg = cfg.model.get("test_cfg")
+    if test_cfg is not None:
+        if test_cfg.get("rcnn") is not None and test_cfg.rcnn.get("max_per_img", 0) < max_per_img:
+            test_cfg.rcnn.max_per_img = max_per_img
+        if test_cfg.get("rpn") is not None and test_cfg.rpn.get("max_per_img", 0) < max_per_img:
+            test_cfg.rpn.max_per_img = max_per_img
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "checkpoint is None, use COCO classes": we load it below
+        model = init_detector(cfg, None, device=device)
+    _raise_for_mismatch(model, state_dict, ckpt_path, cfg_path, _num_classes_of(cfg))
+    from mmengine.runner.checkpoint import load_state_dict
+
+    load_state_dict(model, state_dict, strict=False)
+    model.to(device).eval()
+
+    num_classes = _num_classes_of(cfg)
+    meta = (ckpt.get("meta") or {}).get("dataset_meta") or {}
+    names = _class_names_from_config(cfg) or meta.get("classes")
+    if names is None or (num_classes is not None and len(names) != num_classes):
+        names = [f"class_{i}" for i in range(num_classes or 1)]
+    if meta.get("classes") and num_classes is not None and len(meta["classes"]) != num_classes:
+        raise InputError(ckpt_path, f"was trained for {len(meta['classes'])} classes "
+                                    f"{tuple(meta['classes'])} but the config {cfg_path} has "
+                                    f"{num_classes}")
+    model.dataset_meta = {"classes": tuple(names)}
+    return MMDetPredictor(model, names, score_thr)
