@@ -136,12 +136,13 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
 
     ``max_per_img`` raises the detection cap (RPN proposals and final detections) where the config
     sets a lower one: dense tissue holds hundreds of nuclei per tile."""
-    from mmdet.apis import init_detector
-
     cfg_path = config
-    cfg = _load_config(config)
     ckpt_path = Path(checkpoint)
+    if not ckpt_path.is_file():  # cheap checks first: no model build for a typo
+        raise InputError(ckpt_path, f"checkpoint not found; {CHECKPOINT_HINT}")
+    cfg = _load_config(config)
     ckpt = _read_checkpoint(ckpt_path)
+    from mmdet.apis import init_detector
     state_dict = ckpt.get("state_dict", ckpt)
 
     test_cfg = cfg.model.get("test_cfg")

@@ -54,3 +54,30 @@ def disc_label_image(height: int, width: int, centres_radii) -> np.ndarray:
         inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
         labels[y0:y1, x0:x1][inside] = k + 1
     return labels
+
+
+class DarkBlobPredictor:
+    """Classic-CV stand-in: connected components of dark pixels (H&E nuclei are dark) in each tile.
+
+    Needs no model, works on any image, costs about what a light model's post-processing does; used
+    for CLI tests and the memory benchmark. ``min_area`` drops specks."""
+
+    def __init__(self, threshold: int = 100, min_area: int = 20):
+        self.threshold = threshold
+        self.min_area = min_area
+
+    def __call__(self, tile_rgb: np.ndarray) -> Instances:
+        import cv2
+
+        h, w = tile_rgb.shape[:2]
+        gray = cv2.cvtColor(np.ascontiguousarray(tile_rgb), cv2.COLOR_RGB2GRAY)
+        n, comp, stats, _ = cv2.connectedComponentsWithStats((gray < self.threshold).astype(np.uint8),
+                                                             connectivity=8)
+        crops, scores = [], []
+        for i in range(1, n):
+            x, y, bw, bh, area = stats[i]
+            if area < self.min_area:
+                continue
+            crops.append(MaskCrop(int(x), int(y), comp[y:y + bh, x:x + bw] == i))
+            scores.append(min(1.0, 0.5 + area / 2000.0))
+        return Instances(np.array(scores), np.zeros(len(crops)), crops, None, h, w)
