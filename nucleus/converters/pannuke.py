@@ -1,0 +1,146 @@
+"""PanNuke fold (images.npy, masks.npy, types.npy) -> PNG images + COCO instances.
+
+On-disk format of a fold: ``images.npy`` float64 N x H x W x 3 (RGB, 0..255); ``masks.npy`` float64
+N x H x W x 6 with channels named in ``PANNUKE_CHANNELS`` (the last is background); instance ids are
+unique within a channel only, so (channel, id) is the instance key; ``types.npy`` N tissue names.
+The arrays are memory-mapped: a full fold (several GB) is read one patch at a time.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..categories import NUCLEUS_CLASSES, PANNUKE_CHANNELS, PANNUKE_CLASSES, coco_categories
+from ..errors import InputError
+from ..fileio import atomic_write_bytes, check_writable
+from .dsb import ConversionReport
+from .masks import instance_annotation
+
+ARRAY_NAMES = ("images.npy", "masks.npy", "types.npy")
+
+
+def find_fold_arrays(fold_dir) -> Dict[str, Path]:
+    """Paths of images.npy, masks.npy, types.npy under ``fold_dir`` (the released nesting varies)."""
+    fold_dir = Path(fold_dir)
+    if not fold_dir.is_dir():
+        raise InputError(fold_dir, "not a folder")
+    found = {}
+    for name in ARRAY_NAMES:
+        matches = sorted(p for p in fold_dir.rglob(name) if p.is_file())
+        if not matches:
+            raise InputError(fold_dir, f"no {name} found in it or its subfolders")
+        if len(matches) > 1:
+            raise InputError(fold_dir, f"several {name} files found ({', '.join(map(str, matches))}); "
+                             "point to one fold")
+        found[name] = matches[0]
+    return found
+
+
+def _load_array(path: Path, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:  # object arrays need pickle; refuse them rather than run pickled code
+        raise InputError(path, f"cannot be loaded without pickle ({exc})") from None
+    except OSError as exc:
+        raise InputError(path, f"not a readable .npy file ({exc})") from None
+
+
+def load_fold(arrays: Dict[str, Path]) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """Memory-mapped images and masks, and tissue names; shapes checked against each other."""
+    images = _load_array(arrays["images.npy"], mmap=True)
+    masks = _load_array(arrays["masks.npy"], mmap=True)
+    types = _load_array(arrays["types.npy"], mmap=False)
+    if images.ndim != 4 or images.shape[3] != 3:
+        raise InputError(arrays["images.npy"], f"shape {images.shape} is not N x H x W x 3")
+    expected = images.shape[:3] + (len(PANNUKE_CHANNELS),)
+    if masks.shape != expected:
+        raise InputError(arrays["masks.npy"], f"shape {masks.shape} does not match images "
+                         f"{images.shape}; expected {expected} (channels {', '.join(PANNUKE_CHANNELS)})")
+    if types.ndim != 1 or types.shape[0] != images.shape[0] or types.dtype.kind not in "US":
+        raise InputError(arrays["types.npy"], f"expected {images.shape[0]} tissue names, got an "
+                         f"array of shape {types.shape} and dtype {types.dtype}")
+    tissues = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in types.tolist()]
+    return images, masks, tissues
+
+
+def patch_instances(mask_patch: np.ndarray, masks_path="masks.npy", index: int = 0
+                    ) -> Iterator[Tuple[str, int, int, int, np.ndarray]]:
+    """(class name, instance id, x, y, boolean crop) of every nucleus in one H x W x 6 patch.
+
+    Channels are looked up by name in PANNUKE_CHANNELS. Bounding boxes of all ids of a channel come
+    from one pass over its non-zero pixels, so the per-instance work is on the box only.
+    """
+    for class_name in PANNUKE_CLASSES:
+        plane = np.asarray(mask_patch[..., PANNUKE_CHANNELS.index(class_name)])
+        ys, xs = np.nonzero(plane)
+        if ys.size == 0:
+            continue
+        values = plane[ys, xs]
+        if (values < 0).any() or (values != np.round(values)).any():
+            raise InputError(masks_path, f"patch {index}, channel {class_name}: instance ids must be "
+                             "non-negative integers")
+        order = np.argsort(values, kind="stable")
+        ids, starts = np.unique(values[order], return_index=True)
+        for instance_id, group in zip(ids, np.split(order, starts[1:])):
+            y0, y1 = ys[group].min(), ys[group].max() + 1
+            x0, x1 = xs[group].min(), xs[group].max() + 1
+            crop = plane[y0:y1, x0:x1] == instance_id
+            yield class_name, int(instance_id), int(x0), int(y0), crop
+
+
+def fold_name(fold_dir) -> str:
+    """A file-name-safe prefix from the fold folder: "Fold 1" -> "fold1"."""
+    return re.sub(r"[^a-z0-9]+", "", Path(fold_dir).resolve().name.lower()) or "pannuke"
+
+
+def convert_pannuke(fold_dir, out_dir, name: Optional[str] = None, single_class: bool = False,
+                    segmentation: str = "rle", overwrite: bool = False, progress: bool = True,
+                    arrays: Optional[Dict[str, Path]] = None) -> Tuple[dict, ConversionReport]:
+    """Write ``<out_dir>/images/<name>_<index>.png`` and return the COCO dict (file_name relative
+    to ``out_dir``). Every patch becomes an image, with or without nuclei."""
+    arrays = arrays or find_fold_arrays(fold_dir)
+    images, masks, tissues = load_fold(arrays)
+    name = name or fold_name(fold_dir)
+    out_dir = Path(out_dir)
+    class_names = NUCLEUS_CLASSES if single_class else PANNUKE_CLASSES
+    category_ids = {c: (1 if single_class else class_names.index(c) + 1) for c in PANNUKE_CLASSES}
+    n, height, width = images.shape[:3]
+    file_names = [f"images/{name}_{i:05d}.png" for i in range(n)]
+    for file_name in file_names:  # refuse before writing anything, not halfway through
+        check_writable(out_dir / file_name, overwrite)
+
+    report = ConversionReport()
+    coco_images, annotations, written = [], [], []
+    try:
+        for i in tqdm(range(n), desc="patches", unit="patch", disable=None if progress else True):
+            rgb = np.asarray(images[i])
+            if not np.isfinite(rgb).all() or rgb.min() < 0 or rgb.max() > 255:
+                raise InputError(arrays["images.npy"], f"patch {i}: values outside 0..255")
+            for class_name, _, x, y, crop in patch_instances(masks[i], arrays["masks.npy"], i):
+                ann = instance_annotation(crop, x, y, height, width, segmentation)
+                annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
+                                    "category_id": category_ids[class_name], **ann})
+            bgr = np.ascontiguousarray(np.rint(rgb[..., ::-1]).astype(np.uint8))
+            ok, png = cv2.imencode(".png", bgr)
+            if not ok:
+                raise InputError(out_dir / file_names[i], "PNG encoding failed")
+            existed = (out_dir / file_names[i]).exists()
+            atomic_write_bytes(out_dir / file_names[i], png.tobytes(), overwrite)
+            if not existed:
+                written.append(out_dir / file_names[i])
+            coco_images.append({"id": i + 1, "file_name": file_names[i], "height": int(height),
+                                "width": int(width), "tissue": tissues[i], "pannuke_index": i})
+    except BaseException:
+        # A failed run leaves no half set of images behind (only files this run created).
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    report.images, report.annotations = len(coco_images), len(annotations)
+    coco = {"images": coco_images, "annotations": annotations,
+            "categories": coco_categories(class_names)}
+    return coco, report

@@ -1,0 +1,117 @@
+"""End-to-end conversions behind the CLIs: refuse to clobber, convert, optionally validate, write.
+
+Every output path is checked before any work starts (an existing file is an error unless
+``overwrite``), validation runs before anything is written, and each JSON is written atomically.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from ..errors import InputError
+from ..fileio import atomic_write_json, check_writable, load_json
+from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
+from .images import convert_image_folder
+from .pannuke import convert_pannuke, find_fold_arrays, fold_name
+from .split import split_names, subset_coco
+from .validate import (DEFAULT_MIN_POLYGON_IOU, CocoValidationError, Problem, dsb_sources,
+                       image_files, pannuke_sources, validate_coco)
+
+MAX_LISTED = 20  # notes/problems printed one per line before the rest are only counted
+
+
+def print_lines(lines: Sequence[str], prefix: str, stream=None) -> None:
+    stream = stream or sys.stderr
+    for line in lines[:MAX_LISTED]:
+        print(f"{prefix}{line}", file=stream)
+    if len(lines) > MAX_LISTED:
+        print(f"{prefix}... and {len(lines) - MAX_LISTED} more", file=stream)
+
+
+def raise_if_problems(problems: List[Problem], subject) -> None:
+    if problems:
+        print_lines([str(p) for p in problems], "problem: ")
+        raise CocoValidationError(subject, f"validation failed: {len(problems)} problem(s), "
+                                  f"first: {problems[0]}")
+
+
+def _check_outputs(paths, overwrite: bool) -> None:
+    for path in paths:
+        check_writable(path, overwrite)
+
+
+def mask2coco(inputs, out_dir, image_root=None, segmentation: str = "rle",
+              val_ratio: float = 0.0, seed: int = 0, workers: int = 0, validate: bool = False,
+              overwrite: bool = False, progress: bool = True,
+              min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU) -> Tuple[List[Path], ConversionReport]:
+    """DSB folders -> ``instance_all.json``, or ``instance_train.json`` + ``instance_val.json``
+    when ``val_ratio`` > 0. Returns the written paths and the report."""
+    out_dir = Path(out_dir)
+    names = ["instance_train.json", "instance_val.json"] if val_ratio else ["instance_all.json"]
+    outputs = [out_dir / n for n in names]
+    _check_outputs(outputs, overwrite)
+    if val_ratio:
+        split_names(["a", "b"], val_ratio, seed)  # reject a bad ratio before the slow part
+    coco, report, samples = convert_dsb(inputs, image_root, segmentation, workers, progress)
+    if validate:
+        root = Path(image_root) if image_root is not None else default_image_root(
+            as_root_list(inputs))
+        raise_if_problems(validate_coco(coco, out_dir, dsb_sources(root), min_polygon_iou), out_dir)
+    if val_ratio:
+        train_names, val_names = split_names([s.sample_id for s in samples], val_ratio, seed)
+        id_of = {s.sample_id: s.image_id for s in samples}
+        parts = [subset_coco(coco, [id_of[n] for n in train_names]),
+                 subset_coco(coco, [id_of[n] for n in val_names])]
+    else:
+        parts = [coco]
+    for path, part in zip(outputs, parts):
+        atomic_write_json(path, part, overwrite)
+    return outputs, report
+
+
+def images2coco(folder, out, ids_file=None, image_root=None, validate: bool = False,
+                overwrite: bool = False) -> Tuple[Path, dict, List[str]]:
+    """Unlabeled image folder -> COCO file with ``annotations: []``."""
+    out = Path(out)
+    check_writable(out, overwrite)
+    coco, notes = convert_image_folder(folder, ids_file, image_root)
+    if validate:
+        raise_if_problems(validate_coco(coco, out), out)
+    atomic_write_json(out, coco, overwrite)
+    return out, coco, notes
+
+
+def pannuke2coco(fold_dir, out_dir, name: Optional[str] = None, single_class: bool = False,
+                 segmentation: str = "rle", validate: bool = False, overwrite: bool = False,
+                 progress: bool = True, min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU
+                 ) -> Tuple[Path, ConversionReport]:
+    """PanNuke fold -> ``<out_dir>/images/*.png`` + ``<out_dir>/instance_<name>.json``."""
+    arrays = find_fold_arrays(fold_dir)
+    name = name or fold_name(fold_dir)
+    out = Path(out_dir) / f"instance_{name}.json"
+    check_writable(out, overwrite)
+    coco, report = convert_pannuke(fold_dir, out_dir, name, single_class, segmentation,
+                                   overwrite, progress, arrays)
+    if validate:
+        raise_if_problems(validate_coco(coco, out, pannuke_sources(fold_dir, coco["categories"]),
+                                        min_polygon_iou), out)
+    atomic_write_json(out, coco, overwrite)
+    return out, report
+
+
+def validate_file(json_path, image_root=None, pannuke_fold=None,
+                  min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU) -> Tuple[dict, List[Problem]]:
+    """Load a COCO file and validate it (against DSB masks or a PanNuke fold when given)."""
+    coco = load_json(json_path)
+    if image_root is not None and pannuke_fold is not None:
+        raise InputError(None, "give either --image-root (DSB masks) or --pannuke, not both")
+    read_sources = None
+    if image_root is not None and isinstance(coco, dict) and coco.get("annotations") == []:
+        read_sources = image_files(image_root)  # an unlabeled set: check the images only
+    elif image_root is not None:
+        read_sources = dsb_sources(image_root)
+    elif pannuke_fold is not None:
+        categories = coco.get("categories", []) if isinstance(coco, dict) else []
+        read_sources = pannuke_sources(pannuke_fold, categories)
+    return coco, validate_coco(coco, json_path, read_sources, min_polygon_iou)
