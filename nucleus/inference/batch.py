@@ -16,7 +16,8 @@ from tqdm import tqdm
 from ..categories import coco_categories
 from ..errors import InputError
 from ..fileio import atomic_write_json, check_writable
-from .export import export_geojson, export_label_image, export_overlay, to_coco_results
+from .export import (coco_results_json, export_coco_parts, export_geojson, export_label_image,
+                     export_overlay)
 from .image_io import read_image
 from .tiling import DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, run_tiled, tile_grid
 
@@ -90,7 +91,7 @@ def infer_files(files: Sequence[Path], predictor: Predictor, out_dir, class_name
         raise ValueError(f"unknown formats {unknown}; choose from {FORMATS}")
     report = report or BatchReport()
     check_run_outputs(out_dir, formats, overwrite)
-    coco_results, coco_images = [], []
+    coco_parts, coco_images = [], []  # per-image JSON text: compact
     claimed: Dict[str, Path] = {}  # output stem -> input that produces it
 
     for image_id, path in enumerate(tqdm(files, desc="images", unit="img", file=sys.stderr,
@@ -122,7 +123,7 @@ def infer_files(files: Sequence[Path], predictor: Predictor, out_dir, class_name
             if "overlay" in formats:
                 written.append(export_overlay(targets["overlay"], image, instances, overwrite))
             if "coco" in formats:
-                coco_results.extend(to_coco_results(instances, image_id))
+                coco_parts.append(coco_results_json(instances, image_id))
                 coco_images.append({"id": image_id, "file_name": path.name,
                                     "height": height, "width": width})
             del image
@@ -134,7 +135,7 @@ def infer_files(files: Sequence[Path], predictor: Predictor, out_dir, class_name
             report.failed.append((str(path), "not enough memory to load or process this image"))
 
     if "coco" in formats:
-        atomic_write_json(out_dir / COCO_RESULTS_NAME, coco_results, overwrite)
+        export_coco_parts(out_dir / COCO_RESULTS_NAME, coco_parts, overwrite)
         atomic_write_json(out_dir / COCO_IMAGES_NAME,
                           {"images": coco_images, "categories": coco_categories(class_names)},
                           overwrite)
