@@ -2,8 +2,8 @@
 
 Each image is ranked by SHA-256 of ``"<seed>:<name>"`` and the first ``round(ratio * N)`` names go to
 val. No dependence on Python's hash randomisation, numpy's global state or the RNG algorithm of a
-numpy version: the same names and seed give the same split on any machine. Adding images later
-does not move the existing ones between train and val.
+numpy version: the same names and seed give the same split on any machine, whatever order the
+names come in.
 """
 from __future__ import annotations
 
