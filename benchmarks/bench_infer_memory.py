@@ -38,13 +38,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _synthetic_tissue(size: int, seed: int = 0):
+def _synthetic_tissue(size: int, spacing: int = 32, seed: int = 0):
     import cv2
     import numpy as np
 
     rng = np.random.default_rng(seed)
     image = np.full((size, size, 3), (235, 215, 230), np.uint8)  # pale eosin-ish background
-    step = 32
+    if spacing <= 0:  # background only: isolates the per-pixel cost
+        return image
+    step = spacing
     for y in range(step // 2, size, step):
         for x in range(step // 2, size, step):
             r = int(rng.integers(5, 12))
@@ -53,7 +55,7 @@ def _synthetic_tissue(size: int, seed: int = 0):
     return image
 
 
-def child(size: int, tile: int, overlap: int, config, checkpoint) -> dict:
+def child(size: int, tile: int, overlap: int, config, checkpoint, spacing: int) -> dict:
     import gc
 
     from nucleus.inference import export_geojson, export_label_image, run_tiled
@@ -66,7 +68,7 @@ def child(size: int, tile: int, overlap: int, config, checkpoint) -> dict:
         names = predictor.class_names
     else:
         predictor, names = DarkBlobPredictor(), ["nucleus"]
-    image = _synthetic_tissue(size)
+    image = _synthetic_tissue(size, spacing)
     gc.collect()
     base = _peak_rss_mb()
     start = time.perf_counter()
@@ -88,23 +90,27 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=96)
+    p.add_argument("--spacing", type=int, default=32,
+                   help="one nucleus per SPACING x SPACING pixels; 0 = no nuclei (per-pixel cost only)")
     p.add_argument("--config")
     p.add_argument("--checkpoint")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.tile, args.overlap, args.config, args.checkpoint)))
+        print(json.dumps(child(args.child, args.tile, args.overlap, args.config, args.checkpoint,
+                               args.spacing)))
         return 0
     rows = []
     for size in args.sizes:
         cmd = [sys.executable, __file__, "--child", str(size), "--tile", str(args.tile),
-               "--overlap", str(args.overlap)]
+               "--overlap", str(args.overlap), "--spacing", str(args.spacing)]
         if args.config:
             cmd += ["--config", args.config, "--checkpoint", args.checkpoint]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"predictor: {'model ' + args.config if args.config else 'DarkBlobPredictor (stand-in)'}, "
-          f"tile {args.tile}, overlap {args.overlap}")
+    density = (f"one nucleus per {args.spacing} px square" if args.spacing > 0 else "no nuclei")
+    predictor = f"model {args.config}" if args.config else "DarkBlobPredictor (stand-in)"
+    print(f"predictor: {predictor}, tile {args.tile}, overlap {args.overlap}, {density}")
     print("| image | image MB | nuclei | crops MB | peak RSS with image | peak after tiling (delta) "
           "| peak after exports (delta) | tiling s |")
     print("|---|---|---|---|---|---|---|---|")
