@@ -142,3 +142,17 @@ def test_results_for_unknown_images_are_refused(dense_gt):
     with pytest.raises(ValueError, match="unknown image_id"):
         evaluate_instances(dense_gt, [{"image_id": 77, "category_id": 1, "score": 1.0,
                                        "segmentation": dense_gt["annotations"][0]["segmentation"]}])
+
+
+def test_bundled_sample_scored_against_itself(sample_root):
+    # real DSB nuclei (some images hold more than 100): GT as its own prediction is perfect everywhere,
+    # including COCO AP at maxDets=1000; polygon and RLE forms of the same GT agree.
+    dsb = pytest.importorskip("nucleus.converters.dsb")
+    gt, _, _ = dsb.convert_dsb([sample_root / "train"], progress=False)
+    gt_poly, _, _ = dsb.convert_dsb([sample_root / "train"], segmentation="polygon", progress=False)
+    res = perfect_results(gt, score=1.0)
+    for ground_truth in (gt, gt_poly):
+        ev = evaluate_instances(ground_truth, res)
+        assert all(ev.summary[k] == 1.0 for k in ("AJI", "AJI_plus", "PQ", "Dice")), ev.summary
+    stats = coco_ap(gt, res, "segm")
+    assert stats["mAP"] == 1.0 and stats["AR@100"] < 1.0  # more than 100 nuclei in some image
