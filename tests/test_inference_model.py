@@ -48,7 +48,9 @@ def tiny_checkpoint(repo_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(repo_root, tiny_checkpoint):
-    pred = load_predictor(repo_root / TINY_CONFIG, tiny_checkpoint, "cpu", score_thr=0.3)
+    # a fixed zoom (not the config's resize to 640) that still exercises rescaling to tile coords
+    pred = load_predictor(repo_root / TINY_CONFIG, tiny_checkpoint, "cpu", score_thr=0.3,
+                          scale_factor=1.5)
     pred.model.roi_head.test_cfg.max_per_img = 30  # keep the CPU test quick
     return pred
 
@@ -94,6 +96,8 @@ def test_real_model_on_a_tiled_image(predictor, sample_root):
         assert crop.mask.any() and crop.x1 <= 600 and crop.y1 <= 500
         assert crop.mask.shape[0] <= 256 and crop.mask.shape[1] <= 256
     assert predictor.class_names == ("nucleus",)
+    resizes = [t for t in predictor.pipeline.transforms if type(t).__name__ == "Resize"]
+    assert len(resizes) == 1 and tuple(resizes[0].scale_factor) == (1.5, 1.5)
 
 
 def test_class_count_mismatch_is_refused(repo_root, tmp_path):
@@ -118,7 +122,7 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
         [sys.executable, str(repo_root / "tools/infer.py"), str(repo_root / TINY_CONFIG),
          str(tiny_checkpoint), str(folder), "--out", str(out), "--tile", "256", "--overlap", "64",
          "--format", "coco", "geojson", "labels", "overlay", "--no-progress", "--device", "cpu",
-         "--max-per-img", "30"],
+         "--max-per-img", "30", "--scale-factor", "1.0"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"error: {folder / 'zz_corrupt.png'}: cannot be read" in proc.stdout

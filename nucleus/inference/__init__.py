@@ -12,11 +12,12 @@ from .tiling import (DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE, Predictor
                      merge_tile_instances, run_tiled, tile_grid)
 
 
-def load_predictor(config, checkpoint, device="cpu", score_thr=0.5, max_per_img=1000):
+def load_predictor(config, checkpoint, device="cpu", score_thr=0.5, max_per_img=1000,
+                   scale_factor=None):
     """See :func:`nucleus.inference.predictor.load_predictor` (imported lazily: needs mmdet)."""
     from .predictor import load_predictor as _load
 
-    return _load(config, checkpoint, device, score_thr, max_per_img)
+    return _load(config, checkpoint, device, score_thr, max_per_img, scale_factor)
 
 
 __all__ = [

@@ -101,7 +101,8 @@ def _raise_for_mismatch(model, state_dict: dict, ckpt_path: Path, cfg_path, num_
 class MMDetPredictor:
     """Callable predictor: RGB uint8 tile -> :class:`Instances` in tile coordinates."""
 
-    def __init__(self, model, class_names: Sequence[str], score_thr: float = 0.5):
+    def __init__(self, model, class_names: Sequence[str], score_thr: float = 0.5,
+                 scale_factor: Optional[float] = None):
         from mmcv.transforms import Compose
         from mmdet.utils import get_test_pipeline_cfg
 
@@ -110,6 +111,12 @@ class MMDetPredictor:
         self.score_thr = float(score_thr)
         pipeline = get_test_pipeline_cfg(model.cfg.copy())
         pipeline[0].type = "mmdet.LoadImageFromNDArray"
+        if scale_factor is not None:
+            # A config's Resize to a fixed size zooms a tile by (size / tile size), so the zoom
+            # would depend on --tile; a fixed factor reproduces the training magnification.
+            pipeline = [dict(type="Resize", scale_factor=float(scale_factor), keep_ratio=True)
+                        if step.get("type") in ("Resize", "mmdet.Resize") else step
+                        for step in pipeline]
         self.pipeline = Compose(pipeline)  # built once, reused for every tile
 
     def __call__(self, tile_rgb: np.ndarray) -> Instances:
@@ -131,11 +138,12 @@ class MMDetPredictor:
 
 
 def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0.5,
-                   max_per_img: int = 1000) -> MMDetPredictor:
+                   max_per_img: int = 1000, scale_factor: Optional[float] = None) -> MMDetPredictor:
     """Build the model of ``config`` with the weights of ``checkpoint`` as a tile predictor.
 
     ``max_per_img`` raises the detection cap (RPN proposals and final detections) where the config
-    sets a lower one: dense tissue holds hundreds of nuclei per tile."""
+    sets a lower one: dense tissue holds hundreds of nuclei per tile. ``scale_factor`` replaces
+    the test pipeline's Resize by a fixed zoom (see MMDetPredictor)."""
     cfg_path = config
     ckpt_path = Path(checkpoint)
     if not ckpt_path.is_file():  # cheap checks first: no model build for a typo
@@ -171,4 +179,4 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
                                     f"{tuple(meta['classes'])} but the config {cfg_path} has "
                                     f"{num_classes}")
     model.dataset_meta = {"classes": tuple(names)}
-    return MMDetPredictor(model, names, score_thr)
+    return MMDetPredictor(model, names, score_thr, scale_factor)
