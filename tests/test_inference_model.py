@@ -50,8 +50,8 @@ def tiny_checkpoint(repo_root, tmp_path_factory):
 def predictor(repo_root, tiny_checkpoint):
     # a fixed zoom (not the config's resize to 640) that still exercises rescaling to tile coords
     pred = load_predictor(repo_root / TINY_CONFIG, tiny_checkpoint, "cpu", score_thr=0.3,
-                          scale_factor=1.5)
-    pred.model.roi_head.test_cfg.max_per_img = 30  # keep the CPU test quick
+                          max_per_img=30, scale_factor=1.5)  # 30: keep the CPU test quick
+    assert pred.model.roi_head.test_cfg.max_per_img == 30
     return pred
 
 

@@ -141,8 +141,8 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
                    max_per_img: int = 1000, scale_factor: Optional[float] = None) -> MMDetPredictor:
     """Build the model of ``config`` with the weights of ``checkpoint`` as a tile predictor.
 
-    ``max_per_img`` raises the detection cap (RPN proposals and final detections) where the config
-    sets a lower one: dense tissue holds hundreds of nuclei per tile. ``scale_factor`` replaces
+    ``max_per_img`` is the cap on detections per tile (RPN proposals are raised to it where the
+    config sets fewer): dense tissue holds hundreds of nuclei per tile. ``scale_factor`` replaces
     the test pipeline's Resize by a fixed zoom (see MMDetPredictor)."""
     cfg_path = config
     ckpt_path = Path(checkpoint)
@@ -155,7 +155,7 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
 
     test_cfg = cfg.model.get("test_cfg")
     if test_cfg is not None:
-        if test_cfg.get("rcnn") is not None and test_cfg.rcnn.get("max_per_img", 0) < max_per_img:
+        if test_cfg.get("rcnn") is not None:
             test_cfg.rcnn.max_per_img = max_per_img
         if test_cfg.get("rpn") is not None and test_cfg.rpn.get("max_per_img", 0) < max_per_img:
             test_cfg.rpn.max_per_img = max_per_img
