@@ -138,3 +138,30 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
     results = json.loads((out / "coco_results.json").read_text())
     assert {r["image_id"] for r in results} <= {1, 2}
     assert all(isinstance(r["segmentation"]["counts"], str) for r in results)
+
+
+def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
+    """The shape check itself, on a plain torch module (no mmdet needed)."""
+    import torch
+
+    from nucleus.inference.predictor import _raise_for_mismatch, _read_checkpoint
+
+    class Head(torch.nn.Module):
+        def __init__(self, classes):
+            super().__init__()
+            self.fc_cls = torch.nn.Linear(8, classes + 1)
+            self.fc_reg = torch.nn.Linear(8, 4)
+
+    model = Head(1)
+    _raise_for_mismatch(model, Head(1).state_dict(), tmp_path / "c.pth", "cfg.py", 1)  # matches
+    with pytest.raises(InputError, match=r"class count does not match the config cfg.py: layer "
+                                         r"fc_cls.weight has 4 outputs in the checkpoint but 2"):
+        _raise_for_mismatch(model, Head(3).state_dict(), tmp_path / "c.pth", "cfg.py", 1)
+    partial = {k: v for k, v in Head(1).state_dict().items() if not k.startswith("fc_reg")}
+    with pytest.raises(InputError, match="2 model parameters are missing from it"):
+        _raise_for_mismatch(model, partial, tmp_path / "c.pth", "cfg.py", 1)
+
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"definitely not a pickle")
+    with pytest.raises(InputError, match="junk.pth: not a readable PyTorch checkpoint"):
+        _read_checkpoint(junk)
