@@ -152,6 +152,8 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
     ckpt = _read_checkpoint(ckpt_path)
     from mmdet.apis import init_detector
     state_dict = ckpt.get("state_dict", ckpt)
+    # checkpoints saved from a DistributedDataParallel wrapper prefix every key (as mmengine strips)
+    state_dict = {k[7:] if k.startswith("module.") else k: v for k, v in state_dict.items()}
 
     test_cfg = cfg.model.get("test_cfg")
     if test_cfg is not None:
