@@ -121,3 +121,24 @@ def test_custom_imports_in_a_config_registers_the_metrics(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[-2:] == ["DenseCocoMetric", "NucleusMetric"]
+
+
+def test_nucleus_metric_multi_class_maps_labels_by_class_name(tmp_path):
+    a, b = box(20, 20, 0, 5, 0, 5), box(20, 20, 10, 15, 10, 15)
+    gt = {"images": [{"id": 1, "file_name": "1.png", "height": 20, "width": 20, "tissue": "Breast"}],
+          "categories": [{"id": 1, "name": "neoplastic"}, {"id": 2, "name": "inflammatory"}], "annotations": []}
+    for k, (m, cat) in enumerate([(a, 1), (b, 2)]):
+        r = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        gt["annotations"].append({"id": k + 1, "image_id": 1, "category_id": cat, "iscrowd": 0,
+                                  "area": int(m.sum()), "bbox": mask_utils.toBbox(r).tolist(),
+                                  "segmentation": {"size": r["size"], "counts": r["counts"].decode()}})
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    metric = NucleusMetric(ann_file=str(tmp_path / "gt.json"))
+    # dataset_meta lists the classes in the opposite order of the category ids: label 0 is 'inflammatory'
+    metric.dataset_meta = {"classes": ("inflammatory", "neoplastic")}
+    s = sample(1, [a, b], 20, 20)
+    s["pred_instances"]["labels"] = torch.tensor([1, 0])  # a -> neoplastic, b -> inflammatory: all correct
+    metric.process({}, [s])
+    out = metric.evaluate(size=1)
+    assert out["nucleus/mPQ"] == 1.0 and out["nucleus/bPQ"] == 1.0
+    assert out["nucleus/PQ_neoplastic"] == 1.0 and out["nucleus/PQ_inflammatory"] == 1.0

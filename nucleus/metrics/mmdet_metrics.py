@@ -85,6 +85,9 @@ class NucleusMetric(BaseMetric):
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             pred = sample["pred_instances"]
+            if "masks" not in pred:
+                raise KeyError("NucleusMetric needs pred_instances.masks: use it with an instance "
+                               "segmentation model (box-only models: CocoMetric/DenseCocoMetric 'bbox')")
             # as CocoMetric's segm results: the mask score where the model gives one
             scores = pred["mask_scores"] if "mask_scores" in pred else pred["scores"]
             self.results.append(dict(
