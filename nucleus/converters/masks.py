@@ -6,6 +6,7 @@ megapixel tiles with hundreds of nuclei.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -28,6 +29,13 @@ def is_image_file(path: Path) -> bool:
 def decode_image_file(path, what: str = "image") -> np.ndarray:
     """Decode any image OpenCV reads (8/16-bit, grey, RGB(A), palette) without changing its depth."""
     path = Path(path)
+    if not path.is_file():  # checked first: cv2.imread would also print a warning of its own
+        raise InputError(path, f"{what} file not found")
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is not None:
+        return pixels
+    # cv2.imread returns None for any failure (and for non-ASCII paths on Windows): read the bytes
+    # ourselves to tell the user which it was.
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
@@ -158,6 +166,10 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
         else:
             rle = {"size": segmentation["size"],
                    "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    else:
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    with warnings.catch_warnings():
+        # pycocotools 2.0.11 trips numpy 2's __array__(copy=) deprecation on every decode.
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept",
+                                category=DeprecationWarning)
         return mask_utils.decode(rle)
-    rles = mask_utils.frPyObjects(segmentation, height, width)
-    return mask_utils.decode(mask_utils.merge(rles))
