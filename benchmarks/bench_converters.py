@@ -122,8 +122,8 @@ def main(argv=None) -> int:
               f"{(cpu - decode_cpu) / n * 1e3:.2f} |")
     if not args.skip_imantics:
         old, rle = best[steps[-1][0]][1], best[steps[1][0]][1]
-        print(f"\nCPU time: mask2coco RLE is {old / rle:.2f}x faster than the imantics loop end to "
-              f"end; on the work after decoding, {(old - decode_cpu) / max(rle - decode_cpu, 1e-9):.1f}x.")
+        print(f"\nCPU time, imantics loop / mask2coco RLE: {old / rle:.2f} end to end, "
+              f"{(old - decode_cpu) / max(rle - decode_cpu, 1e-9):.2f} for the work after decoding.")
     return 0
 
 

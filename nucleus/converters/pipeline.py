@@ -14,7 +14,7 @@ from ..fileio import atomic_write_json, check_writable, load_json
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
 from .images import convert_image_folder
 from .pannuke import convert_pannuke, find_fold_arrays, fold_name
-from .split import split_names, subset_coco
+from .split import check_val_ratio, split_names, subset_coco
 from .validate import (DEFAULT_MIN_POLYGON_IOU, CocoValidationError, Problem, dsb_sources,
                        image_files, pannuke_sources, validate_coco)
 
@@ -52,7 +52,7 @@ def mask2coco(inputs, out_dir, image_root=None, segmentation: str = "rle",
     outputs = [out_dir / n for n in names]
     _check_outputs(outputs, overwrite)
     if val_ratio:
-        split_names(["a", "b"], val_ratio, seed)  # reject a bad ratio before the slow part
+        check_val_ratio(val_ratio)  # before the slow part
     coco, report, samples = convert_dsb(inputs, image_root, segmentation, workers, progress)
     if validate:
         root = Path(image_root) if image_root is not None else default_image_root(

@@ -17,11 +17,15 @@ def _rank(name: str, seed: int) -> bytes:
     return hashlib.sha256(f"{seed}:{name}".encode("utf-8")).digest()
 
 
+def check_val_ratio(val_ratio: float) -> None:
+    if not 0.0 < val_ratio < 1.0:
+        raise InputError(None, f"--val-ratio must be between 0 and 1 (exclusive), got {val_ratio}")
+
+
 def split_names(names: Iterable[str], val_ratio: float, seed: int = 0) -> Tuple[List[str], List[str]]:
     """(train, val) lists of names, each sorted; val has round(val_ratio * N) names, at least one."""
     names = sorted(names)
-    if not 0.0 < val_ratio < 1.0:
-        raise InputError(None, f"--val-ratio must be between 0 and 1 (exclusive), got {val_ratio}")
+    check_val_ratio(val_ratio)
     if len(names) < 2:
         raise InputError(None, f"cannot split {len(names)} image(s) into train and val")
     n_val = min(max(int(round(val_ratio * len(names))), 1), len(names) - 1)
