@@ -187,31 +187,79 @@ def test_make_submission_cli_exit_codes(files, tmp_path):
     assert not (tmp_path / "bad.zip").exists()
 
 
-def test_evaluate_cli(tmp_path):
+def _load_evaluate_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("nucleus_tool_evaluate", REPO / "tools" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_evaluate_in_process(capsys, *argv):
+    """(exit status, stdout, stderr) of tools/evaluate.py run through run_cli, without a new interpreter."""
+    from nucleus.errors import run_cli
+    with pytest.raises(SystemExit) as exc:
+        run_cli(_load_evaluate_tool().main, list(argv))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+@pytest.fixture()
+def eval_files(tmp_path):
     gt = {"images": IMAGES, "categories": CATEGORIES,
           "annotations": [dict({k: r[k] for k in ("image_id", "category_id", "segmentation", "bbox")},
                                id=i + 1, iscrowd=0, area=1) for i, r in enumerate(good_results())]}
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "r.json").write_text(json.dumps(good_results()))
-    # result 1 has score 0.4 < 0.5, so image 2's nucleus is missed: PQ per image 1 and 0 -> 0.5
-    ok = run_tool("tools/evaluate.py", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "r.json"),
-                  "--per-image", "--out-json", str(tmp_path / "s.json"), "--out-csv", str(tmp_path / "s.csv"))
+    return gt, tmp_path / "gt.json", tmp_path / "r.json"
+
+
+def test_evaluate_cli_runs_from_the_repo_root(eval_files, tmp_path):
+    _, gt_path, pred_path = eval_files
+    ok = run_tool("tools/evaluate.py", "--gt", str(gt_path), "--pred", str(pred_path), "--out-json",
+                  str(tmp_path / "s.json"))
     assert ok.returncode == 0, ok.stderr
+    # result 1 has score 0.4 < 0.5, so image 2's nucleus is missed: PQ per image 1 and 0 -> 0.5;
+    # AP ranks all predictions, both exact -> 1
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["summary"]["PQ"] == 0.5 and scores["coco"]["segm_mAP"] == 1.0
-    assert "AJI+" in ok.stdout and len((tmp_path / "s.csv").read_text().splitlines()) == 3
 
+
+def test_evaluate_outputs(eval_files, tmp_path, capsys):
+    _, gt_path, pred_path = eval_files
+    code, out, _ = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(pred_path), "--per-image",
+                                           "--out-csv", str(tmp_path / "s.csv"), "--no-ap")
+    assert code == 0
+    assert "AJI+" in out and "segm_mAP" not in out
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("image_id,file_name")
+    code, _, err = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(pred_path),
+                                           "--out-csv", str(tmp_path / "s.csv"))
+    assert code == 2 and "already exists" in err
+
+
+def test_evaluate_malformed_input_is_one_line_and_exit_2(eval_files, tmp_path, capsys):
+    gt, gt_path, pred_path = eval_files
     bad = good_results()
     bad[1]["image_id"] = 5
     bad[0]["segmentation"]["size"] = [10, 8]
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    res = run_tool("tools/evaluate.py", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "bad.json"))
-    assert res.returncode == 2
-    assert res.stderr.strip().count("\n") == 0  # one line
-    assert res.stderr.startswith(f"error: {tmp_path / 'bad.json'}: result 0 (image_id 1): segmentation size")
-    assert "(and 1 more problem(s))" in res.stderr
+    code, _, err = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(tmp_path / "bad.json"))
+    assert code == 2
+    assert err.strip().count("\n") == 0  # one line
+    assert err.startswith(f"error: {tmp_path / 'bad.json'}: result 0 (image_id 1): segmentation size")
+    assert "(and 1 more problem(s))" in err
+
+    (tmp_path / "bad_rle.json").write_text(json.dumps([dict(good_results()[0], segmentation={
+        "size": [8, 10], "counts": "0000"})]))
+    code, _, err = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(tmp_path / "bad_rle.json"))
+    assert code == 2 and "bad RLE: runs cover 0 pixels" in err
 
     del gt["annotations"][0]["segmentation"]
     (tmp_path / "gt_bad.json").write_text(json.dumps(gt))
-    res = run_tool("tools/evaluate.py", "--gt", str(tmp_path / "gt_bad.json"), "--pred", str(tmp_path / "r.json"))
-    assert res.returncode == 2 and "annotations[0] has no 'segmentation'" in res.stderr
+    code, _, err = run_evaluate_in_process(capsys, "--gt", str(tmp_path / "gt_bad.json"), "--pred", str(pred_path))
+    assert code == 2 and "annotations[0] has no 'segmentation'" in err
+
+    (tmp_path / "not_json.json").write_text("{")
+    code, _, err = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(tmp_path / "not_json.json"))
+    assert code == 2 and "not valid JSON" in err
