@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..categories import NUCLEUS_CLASSES, coco_categories
 from ..errors import InputError
-from .masks import decode_image_file, instance_annotation, is_image_file, mask_bbox, read_mask
+from .masks import decode_image_file, instance_annotation, is_image_file, read_mask_crop
 
 
 @dataclass
@@ -124,16 +124,14 @@ def convert_sample(sample: DsbSample, image_root: Path, segmentation: str = "rle
     # How many masks cover each pixel, to count overlapping masks without comparing mask pairs.
     coverage = np.zeros((height, width), dtype=np.uint16)
     for mask_path in sample.mask_paths:
-        mask = read_mask(mask_path)
-        if mask.shape != (height, width):
-            raise InputError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+        mask_h, mask_w, box, crop = read_mask_crop(mask_path)
+        if (mask_h, mask_w) != (height, width):
+            raise InputError(mask_path, f"mask is {mask_w}x{mask_h} but its image "
                              f"{sample.image_path} is {width}x{height}")
-        box = mask_bbox(mask)
         if box is None:
             empty.append(str(mask_path))
             continue
         x, y, w, h = box
-        crop = mask[y:y + h, x:x + w] != 0
         if w == width and h == height and crop.all():
             raise InputError(mask_path, "mask covers the whole image (is its background non-zero?)")
         ann = instance_annotation(crop, x, y, height, width, segmentation)

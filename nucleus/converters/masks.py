@@ -15,6 +15,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import InputError
+from .png_rows import decode_grey8_png_rows
 
 IMAGE_EXTENSIONS = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"})
 
@@ -24,6 +25,26 @@ Box = Tuple[int, int, int, int]
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise InputError(path, f"{what} file not found")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read {what}: {exc.strerror or exc}") from None
+    if not data:
+        raise InputError(path, f"{what} file is empty")
+    return data
+
+
+def _decode_bytes(path: Path, data: bytes, what: str) -> np.ndarray:
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        article = "an" if what[0] in "aeiou" else "a"
+        raise InputError(path, f"cannot be decoded as {article} {what}")
+    return pixels
 
 
 def decode_image_file(path, what: str = "image") -> np.ndarray:
@@ -36,17 +57,7 @@ def decode_image_file(path, what: str = "image") -> np.ndarray:
         return pixels
     # cv2.imread returns None for any failure (and for non-ASCII paths on Windows): read the bytes
     # ourselves to tell the user which it was.
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise InputError(path, f"cannot read {what}: {exc.strerror or exc}") from None
-    if data.size == 0:
-        raise InputError(path, f"{what} file is empty")
-    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if pixels is None:
-        raise InputError(path, f"cannot be decoded as an {what}" if what[0] in "aeiou"
-                         else f"cannot be decoded as a {what}")
-    return pixels
+    return _decode_bytes(path, _read_bytes(path, what), what)
 
 
 def foreground_plane(pixels: np.ndarray) -> np.ndarray:
@@ -72,6 +83,28 @@ def foreground_plane(pixels: np.ndarray) -> np.ndarray:
 def read_mask(path) -> np.ndarray:
     """Decode a mask file to a 2-D array; non-zero pixels belong to the instance."""
     return foreground_plane(decode_image_file(path, "mask"))
+
+
+def read_mask_crop(path) -> Tuple[int, int, Optional[Box], Optional[np.ndarray]]:
+    """(height, width, box, boolean crop of the box) of a mask file; box and crop are None when
+    the mask is empty. Same result as ``read_mask`` + ``mask_bbox``, but 8-bit grey PNGs (nearly
+    all mask files) skip reconstructing their zero rows (see png_rows)."""
+    path = Path(path)
+    data = _read_bytes(path, "mask")
+    block = decode_grey8_png_rows(data)
+    if block is not None:
+        height, width, first_row, rows = block
+        box = mask_bbox(rows) if rows.size else None
+        if box is None:
+            return height, width, None, None
+        x, y, w, h = box
+        return height, width, (x, first_row + y, w, h), rows[y:y + h, x:x + w] != 0
+    mask = foreground_plane(_decode_bytes(path, data, "mask"))
+    box = mask_bbox(mask)
+    if box is None:
+        return mask.shape[0], mask.shape[1], None, None
+    x, y, w, h = box
+    return mask.shape[0], mask.shape[1], box, mask[y:y + h, x:x + w] != 0
 
 
 def mask_bbox(mask: np.ndarray) -> Optional[Box]:
