@@ -118,26 +118,26 @@ def main(argv=None) -> int:
     rows += [(k, v) for k, v in coco.items()]
     if summary:
         rows += [("images", summary["n_images"]), ("GT / predicted nuclei", f"{summary['n_gt']} / {summary['n_pred']}")]
-    print(f"{args.pred} vs {args.gt} (instance metrics: score >= {res['settings']['score_thr']}; "
-          f"AP: all predictions, maxDets={max(args.max_dets)})")
+    ap_note = "no AP" if args.no_ap else f"AP: all predictions, maxDets={max(args.max_dets)}"
+    print(f"{args.pred} vs {args.gt} (instance metrics: score >= {res['settings']['score_thr']}; {ap_note})")
     print(format_table(rows, ("metric", "value")))
     if res["per_tissue"]:
         keys = [k for k in next(iter(res["per_tissue"].values())) if k != "n_images"]
         print()
         print(format_table([(t, v["n_images"], *[v[k] for k in keys]) for t, v in res["per_tissue"].items()],
                            ("tissue", "images", *keys)))
+    columns = list(PER_IMAGE_COLUMNS)
+    if res["per_image"] and "mPQ" in res["per_image"][0]:
+        columns += ["mPQ", "bPQ"]
     if args.per_image:
         print()
-        print(format_table([[r[c] for c in PER_IMAGE_COLUMNS] for r in res["per_image"]],
-                           [LABELS.get(c, c) for c in PER_IMAGE_COLUMNS]))
+        print(format_table([[r[c] for c in columns] for r in res["per_image"]], [LABELS.get(c, c) for c in columns]))
     if args.out_csv:
         buf = io.StringIO()
-        extra = ["mPQ", "bPQ"] if res["per_image"] and "mPQ" in res["per_image"][0] else []
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(list(PER_IMAGE_COLUMNS) + extra)
+        writer.writerow(columns)
         for r in res["per_image"]:
-            writer.writerow(["" if isinstance(r[c], float) and math.isnan(r[c]) else r[c]
-                             for c in list(PER_IMAGE_COLUMNS) + extra])
+            writer.writerow(["" if isinstance(r[c], float) and math.isnan(r[c]) else r[c] for c in columns])
         atomic_write_text(args.out_csv, buf.getvalue(), overwrite=args.overwrite)
         print(f"wrote {args.out_csv}")
     if args.out_json:
