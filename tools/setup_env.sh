@@ -96,11 +96,11 @@ if ! have_mmcv; then
         -w "$BUILD_TMP/out" "$BUILD_TMP"/src/mmcv-*.tar.gz
     ) >"$BUILD_LOG" 2>&1 &
     pid=$!
-    # Progress: ninja prints "[k/n] compiling ..." per translation unit.
+    # Progress: ninja prints "[k/n] ..." per translation unit (pip -v indents it).
     last=""
     while kill -0 "$pid" 2>/dev/null; do
       sleep 15
-      cur="$(grep -oE '^\[[0-9]+/[0-9]+\]' "$BUILD_LOG" | tail -1 || true)"
+      cur="$(grep -oE '^[[:space:]]*\[[0-9]+/[0-9]+\]' "$BUILD_LOG" | tail -1 | tr -d '[:space:]' || true)"
       el=$(( $(date +%s) - start ))
       if [ -n "$cur" ] && [ "$cur" != "$last" ]; then log "mmcv build: compiled $cur files (${el}s)"; last="$cur";
       else log "mmcv build: still working (${el}s)"; fi

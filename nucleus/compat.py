@@ -1,0 +1,50 @@
+"""Compatibility fixes for mmdet 3.3 / mmengine 0.10.7 / mmcv 2.1 on today's torch, numpy and Python.
+
+Importing this module applies every fix once (idempotent). It is imported by ``nucleus/__init__.py``'s
+consumers: the configs' ``custom_imports``, ``tools/*.py`` and the tests, so a plain
+``python tools/train.py`` and a config run by someone else's mmengine entry point behave alike.
+Nothing in site-packages is edited; each fix is applied at the narrowest public hook that mmengine
+offers, and each has a test in ``tests/test_compat.py``.
+
+Fixes
+-----
+1. ``torch.load`` defaults to ``weights_only=True`` since torch 2.6. mmengine's checkpoints (and the
+   mmdet 2.x checkpoints of the model zoo) pickle numpy arrays/dtypes, ``HistoryBuffer`` objects and
+   config text in ``meta``/``message_hub``, so ``load_from`` and ``--resume`` fail with
+   ``UnpicklingError``. mmengine resolves every local path through ``CheckpointLoader``'s scheme table;
+   we re-register the local-file scheme (prefix ``''``) with a loader that passes
+   ``weights_only=False``. Checkpoints are pickles: load only files you trust (as with mmengine before
+   torch 2.6). Remote schemes are untouched (nothing here downloads).
+"""
+from __future__ import annotations
+
+import os.path as osp
+
+import torch
+
+_APPLIED = False
+
+
+def _load_local_checkpoint(filename, map_location=None):
+    """mmengine's ``load_from_local`` with ``weights_only=False`` (see fix 1)."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f"{filename} can not be found.")
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def _fix_checkpoint_loading() -> None:
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes="", force=True)(_load_local_checkpoint)
+
+
+def apply() -> None:
+    """Apply all fixes (safe to call many times)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _fix_checkpoint_loading()
+    _APPLIED = True
+
+
+apply()

@@ -1,0 +1,64 @@
+"""Config loading and the overrides shared by tools/train.py, tools/test.py and tools/infer.py."""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Optional
+
+from .errors import InputError
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None):
+    """``Config.fromfile`` with a one-line error for a missing or broken file."""
+    from mmengine.config import Config
+    if not osp.isfile(path):
+        raise InputError(path, "config file not found")
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as exc:  # a syntax or reference error inside the config
+        raise InputError(path, f"cannot parse config: {type(exc).__name__}: {exc}") from None
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def replace_data_root(cfg, new_root: str) -> int:
+    """Point every dataset and evaluator path below the config's data root at ``new_root``.
+
+    The nucleus configs keep their root in ``nucleus_data_root`` (or ``pannuke_data_root``); every
+    string that starts with it (dataset ``data_root``, evaluator ``ann_file``) is rewritten.
+    Returns the number of values changed.
+    """
+    old_root = cfg.get("nucleus_data_root") or cfg.get("pannuke_data_root")
+    if not old_root:
+        raise InputError(cfg.filename, "config has no nucleus_data_root/pannuke_data_root to replace")
+    new_root = new_root.rstrip("/") + "/"
+    changed = 0
+
+    def walk(node):
+        nonlocal changed
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and value.startswith(old_root):
+                    node[key] = new_root + value[len(old_root):]
+                    changed += 1
+                else:
+                    walk(value)
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item)
+
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader", "val_evaluator",
+                "test_evaluator"):
+        if key in cfg:
+            walk(cfg[key])
+    for key in ("nucleus_data_root", "pannuke_data_root"):
+        if key in cfg:
+            cfg[key] = new_root
+    return changed
+
+
+def evaluators(cfg_evaluator) -> list:
+    """An evaluator config as a list (configs may give one dict or a list)."""
+    if cfg_evaluator is None:
+        return []
+    return list(cfg_evaluator) if isinstance(cfg_evaluator, (list, tuple)) else [cfg_evaluator]

@@ -1,0 +1,10 @@
+"""Everything the configs need, registered into mmdet's registries in one import.
+
+Configs pull it in with ``custom_imports = dict(imports=['nucleus.register'])``; the tools import it
+too. Importing also applies the compatibility fixes (:mod:`nucleus.compat`).
+"""
+from . import compat  # noqa: F401  (fixes first: later imports may load checkpoints)
+from . import datasets  # noqa: F401  NucleusCocoDataset
+from . import hooks  # noqa: F401  TrainTimeBudgetHook
+from .metrics import mmdet_metrics  # noqa: F401  DenseCocoMetric, NucleusMetric
+from . import transforms  # noqa: F401  RandomRot90

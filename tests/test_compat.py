@@ -1,0 +1,112 @@
+"""One test per compatibility fix in nucleus/compat.py, plus checkpoint save / load_from / resume."""
+from __future__ import annotations
+
+import collections
+import os.path as osp
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import nucleus.register  # noqa: F401
+from tests.synthetic import make_disc_dataset
+
+TINY = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
+
+
+def _mmengine_style_checkpoint(path):
+    """A checkpoint holding what mmengine's own checkpoints hold: numpy values and objects in meta."""
+    from mmengine.logging import HistoryBuffer
+    ckpt = dict(meta=dict(epoch=1, iter=7, seed=np.int64(3), dataset_meta=dict(classes=("nucleus",)),
+                          message_hub=dict(log_scalars={"train/loss": HistoryBuffer([0.5, 0.4], [1, 1])})),
+                state_dict=collections.OrderedDict(w=torch.ones(2)))
+    torch.save(ckpt, path)
+    return ckpt
+
+
+def test_plain_torch_load_rejects_mmengine_checkpoints(tmp_path):
+    # Documents *why* fix 1 exists: torch >= 2.6 loads weights_only=True by default.
+    path = tmp_path / "ckpt.pth"
+    _mmengine_style_checkpoint(path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+
+
+def test_mmengine_checkpoint_loader_reads_local_checkpoints(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = tmp_path / "ckpt.pth"
+    _mmengine_style_checkpoint(path)
+    ckpt = _load_checkpoint(str(path), map_location="cpu")
+    assert ckpt["meta"]["iter"] == 7
+    assert float(ckpt["meta"]["message_hub"]["log_scalars"]["train/loss"].current()) == 0.4
+    assert torch.equal(ckpt["state_dict"]["w"], torch.ones(2))
+
+
+def test_missing_local_checkpoint_is_still_file_not_found(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    with pytest.raises(FileNotFoundError):
+        _load_checkpoint(str(tmp_path / "nope.pth"))
+
+
+def _runner(tmp_path, data_root, work_dir, max_iters, **overrides):
+    from mmengine.runner import Runner
+    from nucleus.config_utils import load_config, replace_data_root
+    cfg = load_config(TINY)
+    replace_data_root(cfg, str(data_root))
+    cfg.work_dir = str(work_dir)
+    cfg.train_cfg.max_iters = max_iters
+    cfg.train_cfg.val_interval = 10_000
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
+    cfg.default_hooks.checkpoint.interval = 1
+    cfg.default_hooks.checkpoint.max_keep_ckpts = -1
+    cfg.param_scheduler = [dict(type="ConstantLR", factor=1.0, by_epoch=False)]
+    cfg.randomness = dict(seed=0)
+    cfg.update(overrides)
+    return Runner.from_cfg(cfg)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ckpt")
+    data = make_disc_dataset(tmp / "data", n_images=2)
+    runner = _runner(tmp, data, tmp / "run1", max_iters=2)
+    runner.train()
+    return tmp, data, runner
+
+
+def test_training_saves_checkpoints_with_mmengine_state(trained):
+    tmp, _, runner = trained
+    ckpt_path = tmp / "run1" / "iter_2.pth"
+    assert ckpt_path.is_file()
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    assert ckpt["meta"]["iter"] == 2
+    assert "optimizer" in ckpt and "message_hub" in ckpt
+    assert (tmp / "run1" / "last_checkpoint").read_text().strip().endswith("iter_2.pth")
+
+
+def test_load_from_restores_the_saved_weights(trained):
+    tmp, data, _ = trained
+    ckpt_path = tmp / "run1" / "iter_2.pth"
+    runner = _runner(tmp, data, tmp / "run2", max_iters=2, load_from=str(ckpt_path))
+    runner.load_or_resume()
+    saved = torch.load(ckpt_path, weights_only=False)["state_dict"]
+    current = runner.model.state_dict()
+    assert saved.keys() == current.keys()
+    for key, value in saved.items():
+        assert torch.equal(value, current[key]), key
+
+
+def test_resume_continues_from_the_saved_iteration(trained):
+    tmp, data, _ = trained
+    ckpt_path = tmp / "run1" / "iter_2.pth"
+    runner = _runner(tmp, data, tmp / "run3", max_iters=3, load_from=str(ckpt_path), resume=True)
+    runner.train()
+    assert runner.iter == 3
+    # Only one more iteration ran: the resumed run wrote iter_3 and no iter_1 / iter_2 of its own.
+    assert sorted(p.name for p in (tmp / "run3").glob("iter_*.pth")) == ["iter_3.pth"]
+    ckpt = torch.load(tmp / "run3" / "iter_3.pth", weights_only=False)
+    assert ckpt["meta"]["iter"] == 3
