@@ -1,0 +1,88 @@
+"""Every nucleus config builds, trains one step and predicts on CPU; dense-scene defaults hold."""
+from __future__ import annotations
+
+import glob
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+import nucleus.register  # noqa: F401
+from nucleus.config_utils import evaluators, load_config
+from tests.test_stack import _synthetic_batch
+
+CONFIGS = sorted(p for p in glob.glob("configs/nucleus/**/*.py", recursive=True) if "_base_" not in p)
+DENSE_MIN = 1000
+
+
+def test_config_inventory():
+    names = {osp.basename(p) for p in CONFIGS}
+    for expected in ("mask-rcnn_r50-caffe_fpn_ms-poly-3x_nucleus.py",
+                     "mask-rcnn_x101-32x8d_fpn_ms-poly-3x_nucleus.py",
+                     "cascade-mask-rcnn_r50-caffe_fpn_ms-3x_nucleus.py",
+                     "cascade-mask-rcnn_x101-32x4d_fpn_ms-3x_nucleus.py",
+                     "point-rend_r50-caffe_fpn_ms-3x_nucleus.py",
+                     "ms-rcnn_x101-32x4d_fpn_1x_nucleus.py",
+                     "mask-rcnn_r18_fpn_tiny_nucleus.py"):
+        assert expected in names
+
+
+def _stages(node):
+    return list(node) if isinstance(node, (list, tuple)) else [node]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=osp.basename)
+def test_dense_scene_settings_admit_1000_instances(path):
+    cfg = load_config(path)
+    model = cfg.model
+    assert model.test_cfg.rcnn.max_per_img >= DENSE_MIN
+    assert model.test_cfg.rpn.max_per_img >= DENSE_MIN and model.test_cfg.rpn.nms_pre >= DENSE_MIN
+    assert model.train_cfg.rpn_proposal.max_per_img >= DENSE_MIN
+    for stage in _stages(model.train_cfg.rcnn):
+        sampler = stage.sampler
+        assert sampler.num * sampler.pos_fraction >= DENSE_MIN / 2
+        assert sampler.num >= DENSE_MIN
+        assert stage.assigner.gpu_assign_thr > 0  # thousands of GT boxes: assign on CPU
+    assert model.train_cfg.rpn.assigner.gpu_assign_thr > 0
+    coco = [e for e in evaluators(cfg.val_evaluator) if e.type == "DenseCocoMetric"]
+    assert coco and max(coco[0].proposal_nums) >= DENSE_MIN
+    # No download at run time: backbone ImageNet init is off (the COCO checkpoint replaces it).
+    assert model.backbone.get("init_cfg") is None
+    # RLE annotations must not be dropped by LoadAnnotations(poly2mask=False).
+    assert cfg.train_dataloader.dataset.type in ("NucleusCocoDataset", "ConcatDataset")
+
+
+def _num_classes(cfg):
+    heads = _stages(cfg.model.roi_head.bbox_head)
+    return heads[0].num_classes
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=osp.basename)
+def test_config_builds_trains_one_step_and_predicts(path):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    cfg = load_config(path)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    batch = _synthetic_batch(n_nuclei=3, size=128)
+    data = model.data_preprocessor(batch, training=True)
+    losses = model(**data, mode="loss")
+    loss, _ = model.parse_losses(losses)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.roi_head.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+    model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(_synthetic_batch(n_nuclei=3, size=128), training=False)
+        (pred,) = model(**data, mode="predict")
+    inst = pred.pred_instances
+    assert inst.masks.shape[1:] == (128, 128)
+    assert len(inst.scores) == len(inst.labels) == len(inst.bboxes) == len(inst.masks)
+    if len(inst.labels):
+        assert int(inst.labels.max()) < _num_classes(cfg)
