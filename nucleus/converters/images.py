@@ -7,7 +7,7 @@ must then agree exactly (same files, same sizes). Without one, ids are 1..N in s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 from ..categories import NUCLEUS_CLASSES, coco_categories
 from ..errors import InputError
