@@ -11,7 +11,11 @@ from nucleus.converters.png_rows import decode_grey8_png_rows
 from nucleus.errors import InputError
 
 
-def png_bytes(pixels, filters, colour_type=0, interlace=0):
+def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_bytes(pixels, filters, colour_type=0, interlace=0, extra=b""):
     """A grey PNG whose row y is filtered with ``filters[y]`` (0 None .. 4 Paeth), per the PNG spec."""
     h, w = pixels.shape
     raw, prev = bytearray(), np.zeros(w, int)
@@ -25,11 +29,8 @@ def png_bytes(pixels, filters, colour_type=0, interlace=0):
         predictor = {0: 0, 1: left, 2: prev, 3: (left + prev) // 2, 4: paeth}[filters[y]]
         raw += bytes([filters[y]]) + ((cur - predictor) % 256).astype(np.uint8).tobytes()
         prev = cur
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, interlace))
-            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+            + extra + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
 
 
 def expand(block):
@@ -74,7 +75,9 @@ def test_mixed_filters_and_random_masks():
 
 def test_other_pngs_are_left_to_opencv(tmp_path):
     pixels = shapes()["block"]
+    assert decode_grey8_png_rows(png_bytes(pixels, [0] * 12)) is not None
     assert decode_grey8_png_rows(png_bytes(pixels, [0] * 12, interlace=1)) is None
+    assert decode_grey8_png_rows(png_bytes(pixels, [0] * 12, extra=chunk(b"tRNS", b"\x00\x00"))) is None
     ok, rgb = cv2.imencode(".png", np.dstack([pixels] * 3))
     assert decode_grey8_png_rows(rgb.tobytes()) is None
     ok, deep = cv2.imencode(".png", pixels.astype(np.uint16) * 200)

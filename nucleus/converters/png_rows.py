@@ -44,6 +44,8 @@ def _grey8_idat(data: bytes) -> Optional[Tuple[int, int, bytes]]:
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             idat.append(body)
+        elif kind == b"tRNS":
+            return None  # a transparent grey value: OpenCV adds an alpha channel, follow its rules
         elif kind == b"IEND":
             break
         pos += 12 + length

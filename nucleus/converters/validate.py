@@ -19,7 +19,7 @@ import numpy as np
 
 from ..categories import PANNUKE_CLASSES
 from ..errors import InputError
-from .masks import decode_image_file, decode_segmentation, mask_bbox, read_mask
+from .masks import decode_image_file, decode_segmentation, is_image_file, mask_bbox, read_mask
 from .pannuke import find_fold_arrays, load_fold, patch_instances
 
 DEFAULT_MIN_POLYGON_IOU = 0.95
@@ -220,11 +220,14 @@ def dsb_sources(image_root, category_id: int = 1) -> SourceReader:
         if not masks_dir.is_dir():
             return [], [Problem(image_path, f"no masks folder {masks_dir} beside it")]
         sources = []
-        for mask_path in sorted(p for p in masks_dir.iterdir() if p.is_file()):
+        # The same files the converter reads; decoded here with OpenCV only, independently of the
+        # converter's own PNG path, so validation cross-checks it.
+        for mask_path in sorted(p for p in masks_dir.iterdir() if p.is_file() and is_image_file(p)):
             try:
                 mask = read_mask(mask_path)
-            except InputError:
-                continue  # non-image files are ignored by the converter too
+            except InputError as exc:
+                problems.append(Problem(mask_path, exc.problem))
+                continue
             if mask.shape != (height, width):
                 problems.append(Problem(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its "
                                         f"image {image_path} is {width}x{height}"))
