@@ -2,7 +2,9 @@
 
 All per-mask work after decoding happens on the mask's bounding box: full-image operations per mask
 (``np.nonzero``, ``pycocotools.mask.encode`` of the whole image) dominate conversion time on
-megapixel tiles with hundreds of nuclei.
+megapixel tiles with hundreds of nuclei. ``read_mask_crop`` (the converter's reader) decodes 8-bit
+grey PNGs with ``png_rows`` and everything else with OpenCV; ``read_mask`` always uses OpenCV and
+is what validation compares against.
 """
 from __future__ import annotations
 
