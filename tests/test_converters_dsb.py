@@ -187,3 +187,23 @@ def test_broken_samples_are_one_line_errors(tmp_path, damage, problem):
 def test_empty_input_folder_is_an_error(tmp_path):
     with pytest.raises(InputError, match="contains no sample folders"):
         convert_dsb(tmp_path, progress=False)
+
+
+def test_pycocotools_scores_the_output_against_itself(sample_root, tmp_path):
+    """What a COCO scorer does with the file: load it, take its annotations as results, AP = 1."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    outputs, _ = mask2coco(sample_root / "train", tmp_path, progress=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(outputs[0]))
+        results = [{"image_id": a["image_id"], "category_id": a["category_id"],
+                    "segmentation": a["segmentation"], "score": 1.0} for a in gt.dataset["annotations"]]
+        evaluator = COCOeval(gt, gt.loadRes(results), "segm")
+        evaluator.params.maxDets = [1, 10, 1000]  # dense tiles can hold more than 100 nuclei
+        evaluator.evaluate()
+        evaluator.accumulate()
+    precision = evaluator.eval["precision"][:, :, 0, 0, -1]  # IoU x recall, class 1, all areas, 1000 dets
+    assert precision.min() == pytest.approx(1.0)
