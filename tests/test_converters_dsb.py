@@ -207,3 +207,24 @@ def test_pycocotools_scores_the_output_against_itself(sample_root, tmp_path):
         evaluator.accumulate()
     precision = evaluator.eval["precision"][:, :, 0, 0, -1]  # IoU x recall, class 1, all areas, 1000 dets
     assert precision.min() == pytest.approx(1.0)
+
+
+def test_mmdet_loads_boxes_and_masks(sample_root, tmp_path):
+    """The file as MMDetection's CocoDataset reads it: same boxes (x1, y1, x2, y2) and mask pixels."""
+    pytest.importorskip("mmcv.ops", reason="mmcv not built in this environment")
+    from mmdet.datasets import CocoDataset
+    from mmengine.registry import init_default_scope
+    init_default_scope("mmdet")
+    outputs, _ = mask2coco(sample_root / "train", tmp_path, progress=False)
+    coco = json.loads(outputs[0].read_text())
+    dataset = CocoDataset(data_root=str(sample_root / "train"), ann_file=str(outputs[0]),
+                          data_prefix=dict(img=""), metainfo=dict(classes=("nucleus",)),
+                          filter_cfg=dict(filter_empty_gt=False),
+                          pipeline=[dict(type="LoadImageFromFile"),
+                                    dict(type="LoadAnnotations", with_bbox=True, with_mask=True)])
+    assert len(dataset) == 16
+    sample = dataset[0]
+    anns = [a for a in coco["annotations"] if a["image_id"] == 1]
+    boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
+    assert np.array_equal(sample["gt_bboxes"].numpy(), boxes)
+    assert sample["gt_masks"].masks.sum(axis=(1, 2)).tolist() == [a["area"] for a in anns]
