@@ -15,6 +15,11 @@ Fixes
    we re-register the local-file scheme (prefix ``''``) with a loader that passes
    ``weights_only=False``. Checkpoints are pickles: load only files you trust (as with mmengine before
    torch 2.6). Remote schemes are untouched (nothing here downloads).
+2. mmengine 0.10.7 imports ``pkg_resources``, which setuptools deprecates loudly (and removed in 81,
+   hence the ``setuptools<81`` pin). The warning is filtered in ``nucleus/__init__.py`` (it must be in
+   place before mmengine is first imported), so tools keep their one-line errors.
+3. pycocotools 2.0.11 under numpy 2: ``mask.area()`` on a list of more than 255 RLEs raises
+   ``OverflowError``; :func:`nucleus.metrics.instance._areas` calls it in chunks.
 """
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ The converters write lossless RLE. mmdet's ``LoadAnnotations`` can only turn RLE
 ``BitmapMasks`` (``poly2mask=True``; with ``poly2mask=False`` it silently *ignores* every RLE
 instance). A 1000 x 1000 tile with 1,000 nuclei then costs 1 GB of uint8 masks per sample, per copy.
 This dataset converts each RLE once, when the annotation file is parsed, into outline polygons
-(:func:`nucleus.geometry.mask_to_polygons`, which rasterise back to the mask), so training uses the
+(:func:`nucleus.converters.masks.polygons_from_crop`, which rasterise back to the same pixels for
+99.96% of the DSB nuclei; plain OpenCV contours, as older converters used, average IoU 0.845 with
+their mask because they run through boundary pixel centres), so training uses the
 ``PolygonMasks`` path (``poly2mask=False``) whose memory is proportional to the outline length.
 Evaluation still reads the exact RLE from the annotation file.
 """
@@ -16,7 +18,7 @@ from mmdet.registry import DATASETS
 from pycocotools import mask as mask_utils
 
 from .categories import NUCLEUS_CLASSES
-from .geometry import mask_bbox, mask_to_polygons
+from .converters.masks import mask_bbox, polygons_from_crop
 
 
 def rle_to_polygons(segmentation: dict, height: int, width: int):
@@ -28,8 +30,8 @@ def rle_to_polygons(segmentation: dict, height: int, width: int):
     box = mask_bbox(mask)
     if box is None:
         return []
-    x0, y0, x1, y1 = box
-    return mask_to_polygons(mask[y0:y1 + 1, x0:x1 + 1], offset=(x0, y0))
+    x, y, w, h = box
+    return polygons_from_crop(mask[y:y + h, x:x + w] != 0, x, y)
 
 
 @DATASETS.register_module()

@@ -15,6 +15,8 @@ from typing import Any, Union
 from .errors import InputError
 
 PathLike = Union[str, os.PathLike]
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def check_writable(path: PathLike, overwrite: bool = False) -> Path:
@@ -30,6 +32,7 @@ def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> 
     path = check_writable(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

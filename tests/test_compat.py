@@ -110,3 +110,23 @@ def test_resume_continues_from_the_saved_iteration(trained):
     assert sorted(p.name for p in (tmp / "run3").glob("iter_*.pth")) == ["iter_3.pth"]
     ckpt = torch.load(tmp / "run3" / "iter_3.pth", weights_only=False)
     assert ckpt["meta"]["iter"] == 3
+
+
+def test_tools_print_nothing_but_the_one_line_error(tmp_path):
+    # Fix 2: without the filter, mmengine's pkg_resources import adds 4 lines of warnings to stderr.
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "tools/test.py", TINY, str(tmp_path / "x.pth")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), res.stderr
+
+
+def test_pycocotools_area_of_many_rles_is_chunked():
+    # Fix 3: pycocotools 2.0.11 + numpy 2 overflows in mask.area() on > 255 RLEs at once.
+    from pycocotools import mask as mask_utils
+    from nucleus.metrics.instance import _areas
+    masks = np.zeros((4, 5, 300), np.uint8, order="F")
+    masks[:2, :3] = 1  # 6 pixels in each of 300 masks
+    rles = mask_utils.encode(masks)
+    assert _areas(rles).tolist() == [6] * 300

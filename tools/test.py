@@ -13,7 +13,6 @@ maxDets=1000 (see docs/metrics.md).
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import os.path as osp
 import shutil
@@ -22,9 +21,9 @@ import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
+from nucleus.errors import InputError, run_cli  # noqa: E402  (first: it quiets mmengine's import)
 
-from nucleus.errors import InputError, run_cli  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 COCO_METRIC_TYPES = ("DenseCocoMetric", "CocoMetric")
 

@@ -13,9 +13,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
+from nucleus.errors import InputError, run_cli  # noqa: E402  (first: it quiets mmengine's import)
 
-from nucleus.errors import InputError, run_cli  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 
 def parse_args(argv=None):
