@@ -24,12 +24,14 @@ def load_config(path: str, cfg_options: Optional[dict] = None):
 def replace_data_root(cfg, new_root: str) -> int:
     """Point every dataset and evaluator path below the config's data root at ``new_root``.
 
-    The nucleus configs keep their root in ``nucleus_data_root`` (or ``pannuke_data_root``); every
-    string that starts with it (dataset ``data_root``, evaluator ``ann_file``) is rewritten.
+    The nucleus configs keep their root in ``nucleus_data_root`` (PanNuke ones in
+    ``pannuke_data_root``); every string that starts with it (dataset ``data_root``, evaluator
+    ``ann_file``) is rewritten.
     Returns the number of values changed.
     """
-    old_root = cfg.get("nucleus_data_root") or cfg.get("pannuke_data_root")
-    if not old_root:
+    # PanNuke configs inherit a nucleus config, so both roots may be present; either is replaced.
+    old_roots = [cfg[k] for k in ("pannuke_data_root", "nucleus_data_root") if cfg.get(k)]
+    if not old_roots:
         raise InputError(cfg.filename, "config has no nucleus_data_root/pannuke_data_root to replace")
     new_root = new_root.rstrip("/") + "/"
     changed = 0
@@ -38,8 +40,10 @@ def replace_data_root(cfg, new_root: str) -> int:
         nonlocal changed
         if isinstance(node, dict):
             for key, value in node.items():
-                if isinstance(value, str) and value.startswith(old_root):
-                    node[key] = new_root + value[len(old_root):]
+                root = next((r for r in old_roots if isinstance(value, str) and value.startswith(r)),
+                            None)
+                if root is not None:
+                    node[key] = new_root + value[len(root):]
                     changed += 1
                 else:
                     walk(value)

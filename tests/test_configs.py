@@ -13,6 +13,8 @@ from nucleus.config_utils import evaluators, load_config
 from tests.test_stack import _synthetic_batch
 
 CONFIGS = sorted(p for p in glob.glob("configs/nucleus/**/*.py", recursive=True) if "_base_" not in p)
+# PanNuke splits 2 and 3 differ from split 1 only in which fold files they read: one model build each.
+MODEL_CONFIGS = [p for p in CONFIGS if not p.endswith(("split2.py", "split3.py"))]
 DENSE_MIN = 1000
 
 
@@ -26,6 +28,22 @@ def test_config_inventory():
                      "ms-rcnn_x101-32x4d_fpn_1x_nucleus.py",
                      "mask-rcnn_r18_fpn_tiny_nucleus.py"):
         assert expected in names
+    for model in ("mask-rcnn_r50-caffe_fpn_ms-poly-3x", "cascade-mask-rcnn_r50-caffe_fpn_ms-3x"):
+        for split in (1, 2, 3):
+            assert f"{model}_pannuke-split{split}.py" in names
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_pannuke_splits_train_on_two_folds_and_test_on_the_third(split):
+    cfg = load_config(f"configs/nucleus/pannuke/mask-rcnn_r50-caffe_fpn_ms-poly-3x_pannuke-split{split}.py")
+    train = sorted(d.ann_file for d in cfg.train_dataloader.dataset.datasets)
+    test = cfg.test_dataloader.dataset.ann_file
+    assert len(train) == 2 and test not in train
+    assert sorted(train + [test]) == ["instance_fold1.json", "instance_fold2.json", "instance_fold3.json"]
+    assert all(e.ann_file.endswith(test) for e in evaluators(cfg.test_evaluator))
+    assert cfg.model.roi_head.bbox_head.num_classes == 5 and cfg.model.roi_head.mask_head.num_classes == 5
+    assert cfg.train_dataloader.dataset.datasets[0].metainfo.classes == (
+        "neoplastic", "inflammatory", "connective", "dead", "epithelial")
 
 
 def _stages(node):
@@ -49,8 +67,10 @@ def test_dense_scene_settings_admit_1000_instances(path):
     assert coco and max(coco[0].proposal_nums) >= DENSE_MIN
     # No download at run time: backbone ImageNet init is off (the COCO checkpoint replaces it).
     assert model.backbone.get("init_cfg") is None
-    # RLE annotations must not be dropped by LoadAnnotations(poly2mask=False).
-    assert cfg.train_dataloader.dataset.type in ("NucleusCocoDataset", "ConcatDataset")
+    # RLE annotations must not be dropped by LoadAnnotations(poly2mask=False): NucleusCocoDataset.
+    train = cfg.train_dataloader.dataset
+    datasets = train.datasets if train.type == "ConcatDataset" else [train]
+    assert datasets and all(d.type == "NucleusCocoDataset" for d in datasets)
 
 
 def _num_classes(cfg):
@@ -58,7 +78,7 @@ def _num_classes(cfg):
     return heads[0].num_classes
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=osp.basename)
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=osp.basename)
 def test_config_builds_trains_one_step_and_predicts(path):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules

@@ -52,11 +52,19 @@ def dsb_project(dsb_root, tmp_path_factory):
 
 def test_test_tool_evaluates_with_mmdet2_style_eval_flag(dsb_project):
     p = dsb_project
+    metrics = p["tmp"] / "val_metrics.json"
     res = run("tools/test.py", TINY, p["ckpt"], "--data-root", p["data"], "--eval", "segm", "bbox",
-              "--work-dir", p["tmp"] / "eval", "--cfg-options", "model.test_cfg.rcnn.score_thr=0.0")
+              "--work-dir", p["tmp"] / "eval", "--out-metrics", metrics, "--show-dir", p["tmp"] / "show",
+              "--score-thr", "0", "--cfg-options", "model.test_cfg.rcnn.score_thr=0.0")
     out = res.stdout
-    for key in ("coco/segm_mAP", "coco/bbox_mAP", "nucleus/PQ", "nucleus/AJI", "nucleus/Dice"):
+    keys = ("coco/segm_mAP", "coco/bbox_mAP", "nucleus/PQ", "nucleus/AJI", "nucleus/Dice")
+    for key in keys:
         assert key in out, out[-2000:]
+    scores = json.loads(metrics.read_text())
+    assert all(0.0 <= scores[k] <= 1.0 for k in keys if scores[k] is not None)
+    val = json.loads((p["data"] / "annotations" / "instance_val.json").read_text())["images"]
+    overlays = sorted(x.name for x in (p["tmp"] / "show").glob("*.png"))
+    assert overlays == sorted(Path(i["file_name"]).stem + ".png" for i in val)
 
 
 def test_format_only_then_submission_round_trip(dsb_project):

@@ -39,9 +39,9 @@ def parse_args(argv=None):
                    help="overlap at which predictions of one nucleus from two tiles are merged")
     p.add_argument("--max-per-img", type=int, default=1000, help="detections per tile at most")
     p.add_argument("--scale-factor", type=float, default=None,
-                   help="zoom tiles by this factor instead of the config's resize-to-fixed-size "
-                        "(which makes the zoom depend on --tile); use the zoom the model was "
-                        "trained with, e.g. 3.2 for the DSB nucleus configs (320 px tiles -> 1024)")
+                   help="zoom tiles by this factor instead of the config's test Resize. The nucleus "
+                        "configs already rescale by a fixed factor (2.0), so any --tile sees nuclei at "
+                        "the training zoom; set this only for a config that resizes to a fixed size")
     p.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: cuda:0 if available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

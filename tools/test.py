@@ -38,12 +38,13 @@ def parse_args(argv=None):
     p.add_argument("--format-only", action="store_true",
                    help="only write results JSON (for an unlabeled test set); needs --out-prefix")
     p.add_argument("--out-prefix", help="write PREFIX.segm.json and PREFIX.bbox.json (COCO results)")
+    p.add_argument("--out-metrics", help="also write the scores as JSON to this file")
     p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     p.add_argument("--ann-file", help="COCO JSON of the images to test (default: the config's test set)")
     p.add_argument("--img-dir", help="folder the --ann-file's file_name entries are relative to")
     p.add_argument("--data-root", help="dataset root replacing the config's")
-    p.add_argument("--show-dir", help="write overlay PNGs of the predictions to this folder")
-    p.add_argument("--score-thr", type=float, default=0.3, help="score threshold for --show-dir")
+    p.add_argument("--show-dir", help="write contour overlay PNGs of the predicted masks here")
+    p.add_argument("--score-thr", type=float, default=0.5, help="score threshold for --show-dir")
     p.add_argument("--work-dir", help="where the test log goes (default work_dirs/<config name>)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
@@ -102,37 +103,65 @@ def build_test_config(args, tmp_prefix=None):
             coco.outfile_prefix = tmp_prefix
         cfg.test_evaluator = [coco] + others
 
-    if args.show_dir:
-        vis = cfg.default_hooks.setdefault("visualization", dict(type="DetVisualizationHook"))
-        vis.update(draw=True, test_out_dir=osp.abspath(args.show_dir), score_thr=args.score_thr)
-        cfg.visualizer = dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")],
-                              name="visualizer", line_width=1, alpha=0.5)
     return cfg, coco
+
+
+def write_overlays(cfg, segm_json: str, show_dir: str, score_thr: float, overwrite: bool) -> int:
+    """Contour overlays of the segm results, one PNG per test image (readable at 1,000 nuclei,
+    unlike mmdet's box-and-label visualiser)."""
+    import json
+    from collections import defaultdict
+
+    from nucleus.fileio import load_json
+    from nucleus.inference.export import export_overlay, instances_from_coco_results
+    from nucleus.inference.image_io import read_image
+
+    dataset = cfg.test_dataloader.dataset
+    coco = load_json(osp.join(dataset.get("data_root", ""), dataset.ann_file))
+    classes = list(dataset.get("metainfo", {}).get("classes", [])) or [c["name"] for c in coco["categories"]]
+    label_of = {c["id"]: classes.index(c["name"]) for c in coco["categories"] if c["name"] in classes}
+    by_image = defaultdict(list)
+    with open(segm_json) as f:
+        for r in json.load(f):
+            by_image[r["image_id"]].append(r)
+    img_dir = osp.join(dataset.get("data_root", ""), dataset.get("data_prefix", {}).get("img", ""))
+    for info in coco["images"]:
+        image = read_image(osp.join(img_dir, info["file_name"]))
+        instances = instances_from_coco_results(by_image[info["id"]], info["height"], info["width"],
+                                                label_of, score_thr)
+        name = osp.splitext(osp.basename(info["file_name"]))[0] + ".png"
+        export_overlay(osp.join(show_dir, name), image, instances, overwrite=overwrite)
+    return len(coco["images"])
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    metrics = None
     final_paths = []
     tmp_dir = tmp_prefix = None
-    if args.out_prefix:
-        out_dir = osp.dirname(osp.abspath(args.out_prefix))
+    if args.out_prefix or args.show_dir:
+        # CocoMetric writes its JSON here first; finished files are moved into place by rename.
+        out_dir = osp.dirname(osp.abspath(args.out_prefix or args.show_dir))
         os.makedirs(out_dir, exist_ok=True)
         tmp_dir = tempfile.mkdtemp(prefix=".results-", dir=out_dir)
         tmp_prefix = osp.join(tmp_dir, "results")
     try:
         cfg, coco = build_test_config(args, tmp_prefix)
         metrics = list(coco.metric) if isinstance(coco.metric, (list, tuple)) else [coco.metric]
+        if args.show_dir and "segm" not in metrics:
+            raise InputError(args.show_dir, "--show-dir draws masks: evaluate segm too")
         if args.out_prefix:
             final_paths = result_paths(args.out_prefix, metrics)
-            for path in final_paths:  # refuse before spending time on inference
-                if osp.exists(path) and not args.overwrite:
-                    raise InputError(path, "already exists; pass --overwrite to replace it")
+        for path in final_paths + ([args.out_metrics] if args.out_metrics else []):
+            if osp.exists(path) and not args.overwrite:  # refuse before spending time on inference
+                raise InputError(path, "already exists; pass --overwrite to replace it")
         from mmengine.runner import Runner
         runner = Runner.from_cfg(cfg)
         scores = runner.test()
+        if args.show_dir:
+            n = write_overlays(cfg, f"{tmp_prefix}.segm.json", args.show_dir, args.score_thr,
+                               args.overwrite)
+            print(f"wrote {n} overlays to {args.show_dir}")
         if args.out_prefix:
-            # CocoMetric wrote into the temp folder; move each file into place in one rename.
             for metric, path in zip(metrics, final_paths):
                 produced = f"{tmp_prefix}.{metric}.json"
                 if osp.exists(produced):
@@ -140,10 +169,24 @@ def main(argv=None) -> int:
                     print(f"wrote {path}")
         if scores and not args.format_only:
             print_scores(scores)
+            if args.out_metrics:
+                from nucleus.fileio import atomic_write_json
+                atomic_write_json(args.out_metrics, {k: _plain(v) for k, v in scores.items()},
+                                  overwrite=args.overwrite, indent=1)
+                print(f"wrote {args.out_metrics}")
     finally:
         if tmp_dir:
             shutil.rmtree(tmp_dir, ignore_errors=True)
     return 0
+
+
+def _plain(value):
+    """JSON-safe number (metrics may be numpy scalars; NaN becomes null)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return None if value != value else value
 
 
 def print_scores(scores: dict) -> None:

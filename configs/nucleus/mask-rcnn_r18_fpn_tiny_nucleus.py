@@ -11,13 +11,18 @@ model = dict(
                   norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False, init_cfg=None),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64),
+    # Fixed 2x2 samples per RoIAlign bin: the adaptive default samples large (untrained) proposals
+    # densely and made mmcv's single-threaded CPU RoIAlign half of every step.
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=64),
+        bbox_roi_extractor=dict(out_channels=64, roi_layer=dict(sampling_ratio=2)),
         bbox_head=dict(in_channels=64, fc_out_channels=256),
-        mask_roi_extractor=dict(out_channels=64),
-        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64)))
+        mask_roi_extractor=dict(out_channels=64, roi_layer=dict(sampling_ratio=2)),
+        mask_head=dict(num_convs=2, in_channels=64, conv_out_channels=64)),
+    # Still >= 1,000 RoIs and up to 512 positives per image: enough for the bundled tiles (<= 117
+    # nuclei) at half the CPU cost of the full configs' 2048.
+    train_cfg=dict(rcnn=dict(sampler=dict(num=1024, pos_fraction=0.5))))
 
-train_dataloader = dict(num_workers=1)
+train_dataloader = dict(num_workers=1, sampler=dict(type='InfiniteSampler', shuffle=True))
 val_dataloader = dict(num_workers=1)
 test_dataloader = val_dataloader
 
@@ -25,9 +30,10 @@ test_dataloader = val_dataloader
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2000, val_interval=500)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', T_max=2000, eta_min=2e-4, by_epoch=False, begin=0, end=2000),
+    dict(type='CosineAnnealingLR', T_max=2000, eta_min=1e-5, by_epoch=False, begin=0, end=2000),
 ]
-optim_wrapper = dict(optimizer=dict(lr=0.02))
+# AdamW converges faster than SGD from random initialisation on a dozen tiles.
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05))
 auto_scale_lr = dict(enable=False)  # tuned for its own batch of 2
 default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=500, max_keep_ckpts=2, save_best=None),

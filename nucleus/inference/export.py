@@ -168,6 +168,22 @@ def export_label_image(stem_path, instances: Instances, overwrite: bool = False)
     return atomic_write_bytes(path, bio.getvalue(), overwrite)
 
 
+def instances_from_coco_results(results: Sequence[dict], height: int, width: int,
+                                label_of_category: dict, score_thr: float = 0.0) -> Instances:
+    """COCO results of one image (RLE segmentations) -> crop-based Instances, one mask at a time."""
+    scores, labels, crops = [], [], []
+    for r in results:
+        if r["score"] < score_thr:
+            continue
+        crop = MaskCrop.from_mask(mask_util.decode(r["segmentation"]).astype(bool))
+        if crop is None:
+            continue
+        scores.append(r["score"])
+        labels.append(label_of_category[r["category_id"]])
+        crops.append(crop)
+    return Instances(np.array(scores), np.array(labels), crops, height=height, width=width)
+
+
 def render_overlay(image_rgb: np.ndarray, instances: Instances, thickness: int = 1) -> np.ndarray:
     """A copy of the image (BGR, for cv2) with each instance's contour drawn in its class colour."""
     canvas = np.ascontiguousarray(image_rgb[:, :, ::-1])

@@ -1,0 +1,13 @@
+# Mask R-CNN R50 on PanNuke's 5 classes, split 1 (train folds 1+2, test fold 3). Splits 2 and 3
+# inherit this file and swap the data only.
+_base_ = ['../mask-rcnn_r50-caffe_fpn_ms-poly-3x_nucleus.py', '../_base_/pannuke_dataset.py']
+
+pannuke_split = _base_.pannuke_splits[0]
+model = dict(roi_head=dict(bbox_head=dict(num_classes=5), mask_head=dict(num_classes=5)))
+train_dataloader = pannuke_split.train_dataloader
+val_dataloader = pannuke_split.val_dataloader
+test_dataloader = val_dataloader
+val_evaluator = pannuke_split.val_evaluator
+test_evaluator = val_evaluator
+# Select the checkpoint on multi-class PQ, the number PanNuke papers compare.
+default_hooks = dict(checkpoint=dict(save_best='nucleus/mPQ', rule='greater'))

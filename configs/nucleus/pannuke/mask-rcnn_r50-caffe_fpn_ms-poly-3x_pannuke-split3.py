@@ -1,0 +1,9 @@
+# Split 3 of the PanNuke protocol: train folds 3+1, test fold 2.
+_base_ = './mask-rcnn_r50-caffe_fpn_ms-poly-3x_pannuke-split1.py'
+
+pannuke_split = _base_.pannuke_splits[2]
+train_dataloader = pannuke_split.train_dataloader
+val_dataloader = pannuke_split.val_dataloader
+test_dataloader = val_dataloader
+val_evaluator = pannuke_split.val_evaluator
+test_evaluator = val_evaluator
