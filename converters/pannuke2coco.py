@@ -1,6 +1,6 @@
 """PanNuke fold (images.npy, masks.npy, types.npy) -> PNG images + COCO instance JSON.
 
-    python converters/pannuke2coco.py "data/pannuke/Fold 1" --out-dir data/pannuke_coco [--single-class]
+    python converters/pannuke2coco.py "data/pannuke/Fold 1" --out-dir data/pannuke/coco [--single-class]
 
 Writes <out-dir>/images/<name>_<index>.png and <out-dir>/instance_<name>.json (file_name relative to
 <out-dir>); <name> defaults to the fold folder's name ("Fold 1" -> fold1).

@@ -2,7 +2,7 @@
 its source mask (RLE pixel-exact; polygons by IoU >= --min-polygon-iou).
 
     python converters/validate_coco.py data/coco/instance_all.json --image-root data/dsb2018_he/train
-    python converters/validate_coco.py data/pannuke_coco/instance_fold1.json --pannuke "data/pannuke/Fold 1"
+    python converters/validate_coco.py data/pannuke/coco/instance_fold1.json --pannuke "data/pannuke/Fold 1"
     python converters/validate_coco.py data/coco/instance_test.json --image-root data/dsb2018_he/test
 
 Prints one line per problem ("problem: <file>: <what>") and exits 2 if there is any.

@@ -131,3 +131,14 @@ def test_missing_annotation_file_is_a_one_line_error(tmp_path):
     res = run("tools/train.py", TINY, "--data-root", tmp_path / "empty", ok=False)
     assert res.returncode == 2
     assert "instance_train.json: train_dataloader annotation file not found" in res.stderr
+
+
+def test_amp_on_a_cpu_only_machine_is_a_one_line_error(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: --amp is valid here")
+    from tests.synthetic import make_disc_dataset
+    data = make_disc_dataset(tmp_path / "data", n_images=1)
+    res = run("tools/train.py", TINY, "--data-root", data, "--amp", ok=False)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: --amp needs a CUDA GPU; train without it on the CPU"

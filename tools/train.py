@@ -57,6 +57,9 @@ def build_train_config(args):
     elif not args.resume:
         check_pretrained(cfg.get("load_from"))
     if args.amp:
+        import torch
+        if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper asserts on a CUDA device
+            raise InputError(None, "--amp needs a CUDA GPU; train without it on the CPU")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
     if args.resume == "auto":
