@@ -65,6 +65,9 @@ def test_dense_scene_settings_admit_1000_instances(path):
     assert model.train_cfg.rpn.assigner.gpu_assign_thr > 0
     coco = [e for e in evaluators(cfg.val_evaluator) if e.type == "DenseCocoMetric"]
     assert coco and max(coco[0].proposal_nums) >= DENSE_MIN
+    if "tiny" not in path:  # fine-tuning configs: lr follows the real batch size, COCO weights local
+        assert cfg.auto_scale_lr.enable and cfg.auto_scale_lr.base_batch_size == 16
+        assert cfg.load_from.startswith("data/checkpoints/") and cfg.load_from.endswith(".pth")
     # No download at run time: backbone ImageNet init is off (the COCO checkpoint replaces it).
     assert model.backbone.get("init_cfg") is None
     # RLE annotations must not be dropped by LoadAnnotations(poly2mask=False): NucleusCocoDataset.
