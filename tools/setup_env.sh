@@ -63,8 +63,6 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   log "installing torch==$TORCH_VERSION"
   "${PIP[@]}" install "torch==$TORCH_VERSION"
 fi
-TORCH_TAG="$("$PY" -c 'import torch; v=torch.__version__.split("+")[0]; c=torch.version.cuda; print("torch" + v + "-" + ("cu" + c.replace(".", "") if c else "cpu"))')"
-PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
 
 # ---------------------------------------------------------------- pinned requirements
 log "installing pinned requirements"
@@ -72,6 +70,9 @@ log "installing pinned requirements"
   -r "$ROOT/requirements.txt" -r "$ROOT/requirements-test.txt"
 
 # ---------------------------------------------------------------- mmcv with ops
+# (tags computed after numpy is installed: importing torch without it prints a warning)
+TORCH_TAG="$("$PY" -c 'import torch; v=torch.__version__.split("+")[0]; c=torch.version.cuda; print("torch" + v + "-" + ("cu" + c.replace(".", "") if c else "cpu"))')"
+PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
 WHEEL_DIR="$CACHE_ROOT/wheels/mmcv-$MMCV_VERSION-$TORCH_TAG-$PY_TAG"
 have_mmcv() { "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; }
 
