@@ -12,21 +12,16 @@ Evaluation still reads the exact RLE from the annotation file.
 """
 from __future__ import annotations
 
-import numpy as np
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
-from pycocotools import mask as mask_utils
 
 from .categories import NUCLEUS_CLASSES
-from .converters.masks import mask_bbox, polygons_from_crop
+from .converters.masks import decode_segmentation, mask_bbox, polygons_from_crop
 
 
 def rle_to_polygons(segmentation: dict, height: int, width: int):
     """COCO RLE (compressed or uncompressed) -> outline polygons; [] for an empty mask."""
-    rle = segmentation
-    if isinstance(rle.get("counts"), list):
-        rle = mask_utils.frPyObjects(rle, height, width)
-    mask = mask_utils.decode(rle)
+    mask = decode_segmentation(segmentation, height, width)
     box = mask_bbox(mask)
     if box is None:
         return []

@@ -19,19 +19,9 @@ from mmdet.registry import METRICS  # noqa: E402
 
 from nucleus.metrics.mmdet_metrics import DenseCocoMetric, NucleusMetric  # noqa: E402
 
+from tests.test_metrics_dataset import box, grid_masks  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def box(h, w, y0, y1, x0, x1):
-    m = np.zeros((h, w), bool)
-    m[y0:y1, x0:x1] = True
-    return m
-
-
-def grid_masks(h, w, n, size=6, step=10):
-    per_row = w // step
-    return [box(h, w, (k // per_row) * step, (k // per_row) * step + size, (k % per_row) * step,
-                (k % per_row) * step + size) for k in range(n)]
 
 
 def write_gt(path, images):
