@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nucleus.converters import convert_dsb  # noqa: E402
-from nucleus.converters.dsb import scan_dsb_folders  # noqa: E402
+from nucleus_seg.converters import convert_dsb  # noqa: E402
+from nucleus_seg.converters.dsb import scan_dsb_folders  # noqa: E402
 
 
 def stitch_dsb_tiles(source_train: Path, out_root: Path, cols: int, rows: int) -> int:

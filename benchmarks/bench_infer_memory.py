@@ -58,12 +58,12 @@ def _synthetic_tissue(size: int, spacing: int = 32, seed: int = 0):
 def child(size: int, tile: int, overlap: int, config, checkpoint, spacing: int) -> dict:
     import gc
 
-    from nucleus.inference import export_geojson, export_label_image, run_tiled
-    from nucleus.inference.export import coco_results_json, export_coco_parts
-    from nucleus.inference.standin import DarkBlobPredictor
+    from nucleus_seg.inference import export_geojson, export_label_image, run_tiled
+    from nucleus_seg.inference.export import coco_results_json, export_coco_parts
+    from nucleus_seg.inference.standin import DarkBlobPredictor
 
     if config:
-        from nucleus.inference import load_predictor
+        from nucleus_seg.inference import load_predictor
         predictor = load_predictor(config, checkpoint, "cpu")
         names = predictor.class_names
     else:

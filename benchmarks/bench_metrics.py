@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pycocotools.mask as mask_utils  # noqa: E402
 
-from nucleus.metrics.dataset import evaluate_instances  # noqa: E402
-from nucleus.metrics.instance import pairwise_overlaps, score_image  # noqa: E402
+from nucleus_seg.metrics.dataset import evaluate_instances  # noqa: E402
+from nucleus_seg.metrics.instance import pairwise_overlaps, score_image  # noqa: E402
 
 SIZE = 1024
 GRID = 32  # 32 x 32 cells of 32 px -> 1,024 slots, the first 1,000 used

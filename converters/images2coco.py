@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from nucleus.converters.pipeline import images2coco, print_lines  # noqa: E402
-from nucleus.errors import run_cli  # noqa: E402
+from nucleus_seg.converters.pipeline import images2coco, print_lines  # noqa: E402
+from nucleus_seg.errors import run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from nucleus.converters.pipeline import pannuke2coco  # noqa: E402
-from nucleus.converters.validate import DEFAULT_MIN_POLYGON_IOU  # noqa: E402
-from nucleus.errors import run_cli  # noqa: E402
+from nucleus_seg.converters.pipeline import pannuke2coco  # noqa: E402
+from nucleus_seg.converters.validate import DEFAULT_MIN_POLYGON_IOU  # noqa: E402
+from nucleus_seg.errors import run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,4 @@
-"""One test per compatibility fix in nucleus/compat.py, plus checkpoint save / load_from / resume."""
+"""One test per compatibility fix in nucleus_seg/compat.py, plus checkpoint save / load_from / resume."""
 from __future__ import annotations
 
 import collections
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import nucleus.register  # noqa: F401
+import nucleus_seg.register  # noqa: F401
 from tests.synthetic import make_disc_dataset
 
 TINY = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
@@ -51,7 +51,7 @@ def test_missing_local_checkpoint_is_still_file_not_found(tmp_path):
 
 def _runner(tmp_path, data_root, work_dir, max_iters, **overrides):
     from mmengine.runner import Runner
-    from nucleus.config_utils import load_config, replace_data_root
+    from nucleus_seg.config_utils import load_config, replace_data_root
     cfg = load_config(TINY)
     replace_data_root(cfg, str(data_root))
     cfg.work_dir = str(work_dir)
@@ -125,7 +125,7 @@ def test_tools_print_nothing_but_the_one_line_error(tmp_path):
 def test_pycocotools_area_of_many_rles_is_chunked():
     # Fix 3: pycocotools 2.0.11 + numpy 2 overflows in mask.area() on > 255 RLEs at once.
     from pycocotools import mask as mask_utils
-    from nucleus.metrics.instance import _areas
+    from nucleus_seg.metrics.instance import _areas
     masks = np.zeros((4, 5, 300), np.uint8, order="F")
     masks[:2, :3] = 1  # 6 pixels in each of 300 masks
     rles = mask_utils.encode(masks)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import nucleus.register  # noqa: F401
-from nucleus.config_utils import evaluators, load_config
+import nucleus_seg.register  # noqa: F401
+from nucleus_seg.config_utils import evaluators, load_config
 from tests.test_stack import _synthetic_batch
 
 CONFIGS = sorted(p for p in glob.glob("configs/nucleus/**/*.py", recursive=True) if "_base_" not in p)

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nucleus.converters import convert_dsb, mask2coco, validate_coco
-from nucleus.converters.validate import dsb_sources
-from nucleus.errors import InputError
+from nucleus_seg.converters import convert_dsb, mask2coco, validate_coco
+from nucleus_seg.converters.validate import dsb_sources
+from nucleus_seg.errors import InputError
 
 SHARED_ID = "00ae65c1c6631ae6f2be1a449902976e6eb8483bf6b0740d00530220832c6d3e"
 

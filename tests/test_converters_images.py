@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from nucleus.converters import convert_image_folder, images2coco
-from nucleus.errors import InputError
+from nucleus_seg.converters import convert_image_folder, images2coco
+from nucleus_seg.errors import InputError
 
 
 def test_shared_test_set_keeps_listed_ids(dsb_root, tmp_path):

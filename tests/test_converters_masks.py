@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from nucleus.converters.masks import (decode_segmentation, instance_annotation, mask_bbox,
+from nucleus_seg.converters.masks import (decode_segmentation, instance_annotation, mask_bbox,
                                       polygons_from_crop, read_mask, rle_counts_from_crop,
                                       rle_from_crop)
-from nucleus.errors import InputError
+from nucleus_seg.errors import InputError
 
 
 def _crop_of(mask):

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from nucleus.categories import PANNUKE_CHANNELS, PANNUKE_CLASSES
-from nucleus.converters import convert_pannuke, pannuke2coco, validate_coco
-from nucleus.converters.validate import pannuke_sources
-from nucleus.errors import InputError
+from nucleus_seg.categories import PANNUKE_CHANNELS, PANNUKE_CLASSES
+from nucleus_seg.converters import convert_pannuke, pannuke2coco, validate_coco
+from nucleus_seg.converters.validate import pannuke_sources
+from nucleus_seg.errors import InputError
 
 SIZE = 256
 

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nucleus.converters.masks import mask_bbox, read_mask_crop
-from nucleus.converters.png_rows import decode_grey8_png_rows
-from nucleus.errors import InputError
+from nucleus_seg.converters.masks import mask_bbox, read_mask_crop
+from nucleus_seg.converters.png_rows import decode_grey8_png_rows
+from nucleus_seg.errors import InputError
 
 
 def chunk(kind, body):

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from nucleus.converters import mask2coco, split_names
-from nucleus.errors import InputError
+from nucleus_seg.converters import mask2coco, split_names
+from nucleus_seg.errors import InputError
 
 # SHA-256 ranks do not depend on the machine, Python's hash seed or the numpy version, so the
 # expected members can be written down.

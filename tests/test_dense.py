@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import nucleus.register  # noqa: F401
+import nucleus_seg.register  # noqa: F401
 from tests.synthetic import coco_annotations, disc_layout, render_discs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def _random_init_checkpoint(path):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.runner import save_checkpoint
-    from nucleus.config_utils import load_config
+    from nucleus_seg.config_utils import load_config
     register_all_modules()
     torch.manual_seed(0)
     model = MODELS.build(load_config(TINY).model)

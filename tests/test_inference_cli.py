@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nucleus.inference.batch import infer_files
-from nucleus.inference.image_io import expand_inputs
-from nucleus.inference.standin import DarkBlobPredictor, disc_label_image
+from nucleus_seg.inference.batch import infer_files
+from nucleus_seg.inference.image_io import expand_inputs
+from nucleus_seg.inference.standin import DarkBlobPredictor, disc_label_image
 
 
 def _write_tissue(path, height, width, seed):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from nucleus.errors import InputError
-from nucleus.inference import (Instances, MaskCrop, crop_to_rle, export_geojson, export_label_image,
+from nucleus_seg.errors import InputError
+from nucleus_seg.inference import (Instances, MaskCrop, crop_to_rle, export_geojson, export_label_image,
                                export_overlay, read_image, to_coco_results)
-from nucleus.inference.standin import disc_label_image
+from nucleus_seg.inference.standin import disc_label_image
 
 H, W = 120, 160
 DISCS = [(30, 40, 12), (60, 100, 15), (100, 20, 9), (5, 150, 8)]  # the last one is cut by the border

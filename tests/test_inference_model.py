@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from nucleus.errors import InputError
-from nucleus.inference import load_predictor, run_tiled, tile_grid
+from nucleus_seg.errors import InputError
+from nucleus_seg.inference import load_predictor, run_tiled, tile_grid
 
 TINY_CONFIG = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
 
@@ -144,7 +144,7 @@ def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
     """The shape check itself, on a plain torch module (no mmdet needed)."""
     import torch
 
-    from nucleus.inference.predictor import _raise_for_mismatch, _read_checkpoint
+    from nucleus_seg.inference.predictor import _raise_for_mismatch, _read_checkpoint
 
     class Head(torch.nn.Module):
         def __init__(self, classes):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nucleus.inference import Instances, MaskCrop, run_tiled, tile_grid
-from nucleus.inference.standin import LabelImagePredictor, disc_label_image
+from nucleus_seg.inference import Instances, MaskCrop, run_tiled, tile_grid
+from nucleus_seg.inference.standin import LabelImagePredictor, disc_label_image
 
 
 @pytest.mark.parametrize("height,width,tile,overlap", [

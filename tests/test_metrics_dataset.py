@@ -7,7 +7,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
-from nucleus.metrics.dataset import coco_ap, evaluate_instances
+from nucleus_seg.metrics.dataset import coco_ap, evaluate_instances
 
 
 def rle_json(mask: np.ndarray) -> dict:
@@ -147,7 +147,7 @@ def test_results_for_unknown_images_are_refused(dense_gt):
 def test_bundled_sample_scored_against_itself(sample_root):
     # real DSB nuclei (some images hold more than 100): GT as its own prediction is perfect everywhere,
     # including COCO AP at maxDets=1000; polygon and RLE forms of the same GT agree.
-    dsb = pytest.importorskip("nucleus.converters.dsb")
+    dsb = pytest.importorskip("nucleus_seg.converters.dsb")
     gt, _, _ = dsb.convert_dsb([sample_root / "train"], progress=False)
     gt_poly, _, _ = dsb.convert_dsb([sample_root / "train"], segmentation="polygon", progress=False)
     res = perfect_results(gt, score=1.0)

@@ -7,7 +7,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
-from nucleus.metrics.instance import (Overlaps, aggregated_jaccard, aggregated_jaccard_plus, pairwise_overlaps,
+from nucleus_seg.metrics.instance import (Overlaps, aggregated_jaccard, aggregated_jaccard_plus, pairwise_overlaps,
                                       score_image)
 
 H, W = 32, 32

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 from mmdet.evaluation.metrics import CocoMetric  # noqa: E402
 from mmdet.registry import METRICS  # noqa: E402
 
-from nucleus.metrics.mmdet_metrics import DenseCocoMetric, NucleusMetric  # noqa: E402
+from nucleus_seg.metrics.mmdet_metrics import DenseCocoMetric, NucleusMetric  # noqa: E402
 
 from tests.test_metrics_dataset import box, grid_masks  # noqa: E402
 
@@ -102,7 +102,7 @@ def test_dense_coco_metric_scores_a_perfect_dense_image_one(tmp_path):
 def test_custom_imports_in_a_config_registers_the_metrics(tmp_path):
     cfg = tmp_path / "cfg.py"
     cfg.write_text(textwrap.dedent("""
-        custom_imports = dict(imports=['nucleus.register'], allow_failed_imports=False)
+        custom_imports = dict(imports=['nucleus_seg.register'], allow_failed_imports=False)
         val_evaluator = dict(type='DenseCocoMetric', ann_file=None, metric='segm')
     """))
     code = (f"from mmengine.config import Config; cfg = Config.fromfile({str(cfg)!r}); "

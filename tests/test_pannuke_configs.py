@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nucleus.categories import PANNUKE_CHANNELS
+from nucleus_seg.categories import PANNUKE_CHANNELS
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT1 = "configs/nucleus/pannuke/mask-rcnn_r50-caffe_fpn_ms-poly-3x_pannuke-split1.py"

@@ -5,8 +5,8 @@ import collections
 
 import torch
 
-import nucleus.register  # noqa: F401
-from nucleus.config_utils import load_config
+import nucleus_seg.register  # noqa: F401
+from nucleus_seg.config_utils import load_config
 
 R50 = "configs/nucleus/mask-rcnn_r50-caffe_fpn_ms-poly-3x_nucleus.py"
 

@@ -1,4 +1,4 @@
-"""Results validation (nucleus.results), tools/make_submission.py and tools/evaluate.py exit codes."""
+"""Results validation (nucleus_seg.results), tools/make_submission.py and tools/evaluate.py exit codes."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
-from nucleus.errors import InputError
-from nucleus.results import check_segmentation, validate_results
+from nucleus_seg.errors import InputError
+from nucleus_seg.results import check_segmentation, validate_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -197,7 +197,7 @@ def _load_evaluate_tool():
 
 def run_evaluate_in_process(capsys, *argv):
     """(exit status, stdout, stderr) of tools/evaluate.py run through run_cli, without a new interpreter."""
-    from nucleus.errors import run_cli
+    from nucleus_seg.errors import run_cli
     with pytest.raises(SystemExit) as exc:
         run_cli(_load_evaluate_tool().main, list(argv))
     out = capsys.readouterr()

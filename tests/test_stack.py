@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import nucleus.register  # noqa: F401  (compat fixes + registrations)
+import nucleus_seg.register  # noqa: F401  (compat fixes + registrations)
 
 
 def test_roi_align_matches_hand_computed_bilinear_averages():

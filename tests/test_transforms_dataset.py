@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import nucleus.register  # noqa: F401
+import nucleus_seg.register  # noqa: F401
 from tests.synthetic import make_disc_dataset
 
 
@@ -26,7 +26,7 @@ def _results_with_instances():
 
 @pytest.mark.parametrize("kind", ["bitmap", "polygon"])
 def test_rot90_rotates_image_box_and_mask_consistently(kind):
-    from nucleus.transforms import RandomRot90
+    from nucleus_seg.transforms import RandomRot90
     img, bitmap, res = _results_with_instances()
     results = dict(img=res["img"], img_shape=res["img_shape"], gt_bboxes=res["gt_bboxes"],
                    gt_masks=res[f"gt_masks_{kind}"])
@@ -40,14 +40,14 @@ def test_rot90_rotates_image_box_and_mask_consistently(kind):
 
 
 def test_rot90_with_prob_zero_changes_nothing():
-    from nucleus.transforms import RandomRot90
+    from nucleus_seg.transforms import RandomRot90
     img, _, res = _results_with_instances()
     out = RandomRot90(prob=0.0).transform(dict(img=img.copy(), img_shape=(6, 10)))
     assert np.array_equal(out["img"], img) and out["rot90"] is False
 
 
 def test_random_rescale_scales_by_factor_not_to_a_fixed_size():
-    from nucleus.transforms import RandomRescale
+    from nucleus_seg.transforms import RandomRescale
     t = RandomRescale(scale_factor=2.0, ratio_range=(1.0, 1.0))
     for h, w in ((256, 320), (100, 50)):
         out = t.transform(dict(img=np.zeros((h, w, 3), np.uint8), img_shape=(h, w)))
@@ -61,7 +61,7 @@ def test_random_rescale_scales_by_factor_not_to_a_fixed_size():
 
 def test_nucleus_dataset_polygons_rasterise_back_to_the_rle_masks(tmp_path):
     from pycocotools import mask as mask_utils
-    from nucleus.datasets import NucleusCocoDataset
+    from nucleus_seg.datasets import NucleusCocoDataset
     root = make_disc_dataset(tmp_path, n_images=2, n_nuclei=5, radius=5)
     ds = NucleusCocoDataset(data_root=str(root), ann_file="annotations/instance_train.json",
                             data_prefix=dict(img="train/"), pipeline=[], test_mode=True)
@@ -82,7 +82,7 @@ def test_training_pipeline_keeps_every_rle_instance(tmp_path):
     """Stock CocoDataset + LoadAnnotations(poly2mask=False) silently ignores RLE masks; ours keeps them."""
     from mmdet.datasets import CocoDataset
     from mmdet.utils import register_all_modules
-    from nucleus.datasets import NucleusCocoDataset
+    from nucleus_seg.datasets import NucleusCocoDataset
     register_all_modules(init_default_scope=True)  # pipeline steps resolve in mmdet's scope
     root = make_disc_dataset(tmp_path, n_images=1, n_nuclei=7)
     pipeline = [dict(type="LoadImageFromFile"),

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nucleus.errors import InputError, run_cli  # noqa: E402
+from nucleus_seg.errors import InputError, run_cli  # noqa: E402
 
 SAMPLE = Path("data/sample/dsb2018_he")
 CONFIG = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"

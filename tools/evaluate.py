@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nucleus.errors import InputError, run_cli  # noqa: E402
-from nucleus.fileio import atomic_write_json, atomic_write_text, check_writable, load_json  # noqa: E402
-from nucleus.results import load_results, validate_coco_gt, validate_results  # noqa: E402
+from nucleus_seg.errors import InputError, run_cli  # noqa: E402
+from nucleus_seg.fileio import atomic_write_json, atomic_write_text, check_writable, load_json  # noqa: E402
+from nucleus_seg.results import load_results, validate_coco_gt, validate_results  # noqa: E402
 
 LABELS = {"AJI_plus": "AJI+"}
 PER_IMAGE_COLUMNS = ("image_id", "file_name", "tissue", "n_gt", "n_pred", "TP", "FP", "FN", "AJI", "AJI_plus",
@@ -76,7 +76,7 @@ def format_table(rows, headers) -> str:
 def evaluate_files(gt_path, pred_path, score_thr=None, max_dets=(100, 300, 1000), with_ap=True) -> dict:
     """Validate both files (InputError on the first problem) and compute every metric; returns a dict
     with 'summary', 'coco', 'per_tissue', 'per_image', 'settings'."""
-    from nucleus.metrics.dataset import DEFAULT_SCORE_THR, coco_ap, evaluate_instances
+    from nucleus_seg.metrics.dataset import DEFAULT_SCORE_THR, coco_ap, evaluate_instances
 
     score_thr = DEFAULT_SCORE_THR if score_thr is None else score_thr
     gt = load_json(gt_path)

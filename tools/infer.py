@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from nucleus.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
-from nucleus.inference.batch import FORMATS, BatchReport, check_run_outputs, infer_files  # noqa: E402
-from nucleus.inference.image_io import expand_inputs  # noqa: E402
-from nucleus.inference.tiling import DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: E402
+from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
+from nucleus_seg.inference.batch import FORMATS, BatchReport, check_run_outputs, infer_files  # noqa: E402
+from nucleus_seg.inference.image_io import expand_inputs  # noqa: E402
+from nucleus_seg.inference.tiling import DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     check_run_outputs(args.out, args.formats, args.overwrite)  # before the slow model load
 
-    from nucleus.inference.predictor import load_predictor
+    from nucleus_seg.inference.predictor import load_predictor
 
     device = args.device
     if device is None:

@@ -21,9 +21,9 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nucleus.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
-from nucleus.fileio import atomic_write_bytes, check_writable  # noqa: E402
-from nucleus.results import (Problem, format_problems, load_images_and_categories, load_results,  # noqa: E402
+from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
+from nucleus_seg.fileio import atomic_write_bytes, check_writable  # noqa: E402
+from nucleus_seg.results import (Problem, format_problems, load_images_and_categories, load_results,  # noqa: E402
                              validate_results)
 
 ANSWER_NAME = "answer.json"

@@ -122,7 +122,7 @@ if ! have_mmcv; then
   "${PIP[@]}" install addict yapf==0.43.0 packaging pyyaml
 fi
 
-# The editable install makes `import nucleus` work from any directory (tests, tools, custom_imports).
+# The editable install makes `import nucleus_seg` work from any directory (tests, tools, custom_imports).
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
 
 verify

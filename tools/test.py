@@ -21,7 +21,7 @@ import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from nucleus.errors import InputError, run_cli  # noqa: E402  (first: it quiets mmengine's import)
+from nucleus_seg.errors import InputError, run_cli  # noqa: E402  (first: it quiets mmengine's import)
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -62,9 +62,9 @@ def result_paths(prefix: str, metrics) -> list:
 
 def build_test_config(args, tmp_prefix=None):
     """The config after every command-line override (importable for tests)."""
-    import nucleus.register  # noqa: F401
-    from nucleus.checkpoints import check_checkpoint
-    from nucleus.config_utils import evaluators, load_config, replace_data_root
+    import nucleus_seg.register  # noqa: F401
+    from nucleus_seg.checkpoints import check_checkpoint
+    from nucleus_seg.config_utils import evaluators, load_config, replace_data_root
 
     check_checkpoint(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
@@ -112,9 +112,9 @@ def write_overlays(cfg, segm_json: str, show_dir: str, score_thr: float, overwri
     import json
     from collections import defaultdict
 
-    from nucleus.fileio import load_json
-    from nucleus.inference.export import export_overlay, instances_from_coco_results
-    from nucleus.inference.image_io import read_image
+    from nucleus_seg.fileio import load_json
+    from nucleus_seg.inference.export import export_overlay, instances_from_coco_results
+    from nucleus_seg.inference.image_io import read_image
 
     dataset = cfg.test_dataloader.dataset
     coco = load_json(osp.join(dataset.get("data_root", ""), dataset.ann_file))
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
         if scores and not args.format_only:
             print_scores(scores)
             if args.out_metrics:
-                from nucleus.fileio import atomic_write_json
+                from nucleus_seg.fileio import atomic_write_json
                 atomic_write_json(args.out_metrics, {k: _plain(v) for k, v in scores.items()},
                                   overwrite=args.overwrite, indent=1)
                 print(f"wrote {args.out_metrics}")

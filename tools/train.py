@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from nucleus.errors import InputError, run_cli  # noqa: E402  (first: it quiets mmengine's import)
+from nucleus_seg.errors import InputError, run_cli  # noqa: E402  (first: it quiets mmengine's import)
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -43,9 +43,9 @@ def parse_args(argv=None):
 
 def build_train_config(args):
     """The config after every command-line override (importable for tests)."""
-    import nucleus.register  # noqa: F401  (compat fixes + registrations)
-    from nucleus.checkpoints import check_pretrained
-    from nucleus.config_utils import load_config, replace_data_root
+    import nucleus_seg.register  # noqa: F401  (compat fixes + registrations)
+    from nucleus_seg.checkpoints import check_pretrained
+    from nucleus_seg.config_utils import load_config, replace_data_root
 
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher

@@ -1,7 +1,7 @@
 # Single-class nucleus data: COCO JSON written by converters/mask2coco.py (layout: data/README.md).
 # Names are prefixed `nucleus_` because every upstream mmdet config already defines the plain names
 # (mmengine forbids duplicate keys across bases); each model config assigns them explicitly.
-custom_imports = dict(imports=['nucleus.register'], allow_failed_imports=False)
+custom_imports = dict(imports=['nucleus_seg.register'], allow_failed_imports=False)
 
 nucleus_data_root = 'data/nucleus/'
 nucleus_classes = ('nucleus', )

@@ -6,7 +6,7 @@ and checks that the checkpoint fits the config (same parameters and shapes, henc
 classes) before loading it, because mmengine would otherwise skip mismatched layers with a warning
 and run a half-random model.
 
-Channel order: predictors take **RGB** tiles (what :func:`nucleus.inference.read_image` returns);
+Channel order: predictors take **RGB** tiles (what :func:`nucleus_seg.inference.read_image` returns);
 this one converts to BGR for MMDetection, whose pipelines treat arrays like ``cv2.imread`` output.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Everything the configs need, registered into mmdet's registries in one import.
 
-Configs pull it in with ``custom_imports = dict(imports=['nucleus.register'])``; the tools import it
-too. Importing also applies the compatibility fixes (:mod:`nucleus.compat`).
+Configs pull it in with ``custom_imports = dict(imports=['nucleus_seg.register'])``; the tools import it
+too. Importing also applies the compatibility fixes (:mod:`nucleus_seg.compat`).
 """
 from . import compat  # noqa: F401  (fixes first: later imports may load checkpoints)
 from . import datasets  # noqa: F401  NucleusCocoDataset

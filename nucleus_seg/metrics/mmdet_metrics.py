@@ -1,6 +1,6 @@
 """mmengine metrics for MMDetection configs: ``NucleusMetric`` and ``DenseCocoMetric``.
 
-    custom_imports = dict(imports=['nucleus.register'], allow_failed_imports=False)
+    custom_imports = dict(imports=['nucleus_seg.register'], allow_failed_imports=False)
     val_evaluator = [
         dict(type='DenseCocoMetric', ann_file=..., metric=['bbox', 'segm']),
         dict(type='NucleusMetric', ann_file=...),

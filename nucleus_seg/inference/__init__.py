@@ -14,7 +14,7 @@ from .tiling import (DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE, Predictor
 
 def load_predictor(config, checkpoint, device="cpu", score_thr=0.5, max_per_img=1000,
                    scale_factor=None):
-    """See :func:`nucleus.inference.predictor.load_predictor` (imported lazily: needs mmdet)."""
+    """See :func:`nucleus_seg.inference.predictor.load_predictor` (imported lazily: needs mmdet)."""
     from .predictor import load_predictor as _load
 
     return _load(config, checkpoint, device, score_thr, max_per_img, scale_factor)

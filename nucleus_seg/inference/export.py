@@ -1,6 +1,6 @@
 """Exports of merged instances: COCO results JSON, QuPath GeoJSON, instance label image, overlay PNG.
 
-All writers go through nucleus.fileio (atomic, refuse to overwrite unless ``overwrite=True``) and
+All writers go through nucleus_seg.fileio (atomic, refuse to overwrite unless ``overwrite=True``) and
 work from mask crops, so none allocates a full-size array per nucleus. Coordinates are image pixels
 (x right, y down, origin at the top-left pixel).
 """

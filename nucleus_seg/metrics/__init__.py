@@ -1,11 +1,11 @@
 """Nucleus instance-segmentation metrics.
 
 numpy/pycocotools core (usable without MMDetection):
-    :mod:`nucleus.metrics.instance` per-image PQ/DQ/SQ/F1, AJI, AJI+, Dice from RLEs;
-    :mod:`nucleus.metrics.dataset` dataset scoring of COCO results (mPQ/bPQ per tissue) and dense COCO AP.
+    :mod:`nucleus_seg.metrics.instance` per-image PQ/DQ/SQ/F1, AJI, AJI+, Dice from RLEs;
+    :mod:`nucleus_seg.metrics.dataset` dataset scoring of COCO results (mPQ/bPQ per tissue) and dense COCO AP.
 
-mmengine metrics in :mod:`nucleus.metrics.mmdet_metrics`, registered in mmdet's METRICS registry when that
-module is imported (configs do it through ``custom_imports=dict(imports=['nucleus.register'])``; it is kept
+mmengine metrics in :mod:`nucleus_seg.metrics.mmdet_metrics`, registered in mmdet's METRICS registry when that
+module is imported (configs do it through ``custom_imports=dict(imports=['nucleus_seg.register'])``; it is kept
 out of this package's import so that scoring a results file does not pay for importing MMDetection):
     ``NucleusMetric``   -> ``nucleus/AJI``, ``nucleus/PQ``, ... (``save_best='nucleus/PQ', rule='greater'``)
     ``DenseCocoMetric`` -> ``coco/segm_mAP`` etc. at the largest ``proposal_nums`` (1000 by default).

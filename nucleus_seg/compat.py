@@ -1,6 +1,6 @@
 """Compatibility fixes for mmdet 3.3 / mmengine 0.10.7 / mmcv 2.1 on today's torch, numpy and Python.
 
-Importing this module applies every fix once (idempotent). It is imported by ``nucleus/__init__.py``'s
+Importing this module applies every fix once (idempotent). It is imported by ``nucleus_seg/__init__.py``'s
 consumers: the configs' ``custom_imports``, ``tools/*.py`` and the tests, so a plain
 ``python tools/train.py`` and a config run by someone else's mmengine entry point behave alike.
 Nothing in site-packages is edited; each fix is applied at the narrowest public hook that mmengine
@@ -16,10 +16,10 @@ Fixes
    ``weights_only=False``. Checkpoints are pickles: load only files you trust (as with mmengine before
    torch 2.6). Remote schemes are untouched (nothing here downloads).
 2. mmengine 0.10.7 imports ``pkg_resources``, which setuptools deprecates loudly (and removed in 81,
-   hence the ``setuptools<81`` pin). The warning is filtered in ``nucleus/__init__.py`` (it must be in
+   hence the ``setuptools<81`` pin). The warning is filtered in ``nucleus_seg/__init__.py`` (it must be in
    place before mmengine is first imported), so tools keep their one-line errors.
 3. pycocotools 2.0.11 under numpy 2: ``mask.area()`` on a list of more than 255 RLEs raises
-   ``OverflowError``; :func:`nucleus.metrics.instance._areas` calls it in chunks.
+   ``OverflowError``; :func:`nucleus_seg.metrics.instance._areas` calls it in chunks.
 """
 from __future__ import annotations
 
