@@ -53,12 +53,12 @@ def fill_with_tiles(tiles: Sequence[np.ndarray], width: int, height: int) -> np.
 
 
 def make_mosaic(width: int = 2048, height: int = 1536, tissue: Tuple[int, int, int, int] = None,
-                specks: int = 6, speck_radius: int = 24, tiles: Sequence[np.ndarray] = None,
+                specks: int = 6, speck_radius: int = 80, tiles: Sequence[np.ndarray] = None,
                 seed: int = 0) -> np.ndarray:
     """White canvas, a block of DSB tiles at ``tissue`` = (x, y, w, h) (default: the middle, with
     margins of a fifth of each side, at least 256 px), and ``specks`` dark purple dots of
-    ``speck_radius`` px in the left margin (dust: 12 um across at 0.25 um/px, far below a tissue
-    mask's minimum area)."""
+    ``speck_radius`` px in the left margin, 50 um or more from the tissue (dust or debris: 40 um
+    across at 0.25 um/px, 0.0013 mm^2, well below a tissue mask's minimum area)."""
     tiles = list(tiles) if tiles is not None else dsb_tiles()
     canvas = np.full((height, width, 3), 255, np.uint8)
     if tissue is None:
@@ -69,7 +69,7 @@ def make_mosaic(width: int = 2048, height: int = 1536, tissue: Tuple[int, int, i
     rng = np.random.default_rng(seed)
     for _ in range(specks):
         r = speck_radius
-        cx = int(rng.integers(r + 8, max(r + 9, x - r - 8)))
+        cx = int(rng.integers(r + 8, max(r + 9, x - r - 200)))
         cy = int(rng.integers(r + 8, height - r - 8))
         cv2.circle(canvas, (cx, cy), r, (90, 40, 120), -1)
     return canvas

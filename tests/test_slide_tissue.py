@@ -37,6 +37,8 @@ def test_he_tissue_is_found_and_dust_is_not(slide_dir):
     assert tm.source == "detected" and tm.downsample == pytest.approx(32.0)  # 8 um/px at 0.25
     assert tm.fraction(x + 64, y + 64, x + w - 64, y + h - 64) > 0.97
     assert tm.fraction(0, 0, x - 32, H) == 0.0          # left margin with the dust specks
+    raw = tissue_mask(reader, open_um=0, min_area_um2=0)
+    assert raw.fraction(0, 0, x - 32, H) > 0.1          # ... which the filters removed
     assert tm.fraction(x + w + 32, 0, W, H) == 0.0
     area = tm.area_um2(reader.mpp)
     assert 0.9 * w * h * 0.0625 < area < 1.05 * w * h * 0.0625
