@@ -1,10 +1,13 @@
 """Tissue masks: where on the slide there is tissue, on a low-resolution grid.
 
 Automatic: the scanned area is read at ``mask_mpp`` (8 um/px by default, from the coarsest pyramid
-level that is fine enough, area-averaged) and thresholded with Otsu on HSV saturation (stained
-tissue is coloured, glass is white or grey). Otsu always splits something, so on blank glass it
-would split noise: its threshold is floored at ``MIN_SATURATION`` (20 of 255; glass, JPEG noise and
-scanner tint stay below ~10), which keeps a white slide empty instead of inventing tissue. Then
+level that is fine enough, area-averaged; keep it within 8-32 um/px: on finer grids nuclei and
+stroma separate and Otsu splits those instead of tissue from glass) and thresholded with Otsu on a stain score: the larger of
+HSV saturation (stained tissue is coloured, glass is white or grey) and darkness below the glass
+(the 99th percentile of brightness minus the pixel's; pale, barely stained tissue has little colour
+but is darker than the glass). Otsu always splits something, so on blank glass it would split
+noise: its threshold is floored at ``MIN_SATURATION`` (20 of 255; glass tint and JPEG noise score
+below ~15), which keeps a blank slide empty instead of inventing tissue. Then
 morphological closing (gaps under ``close_um``), opening (specks under ``open_um``), filling holes
 smaller than ``max_hole_um2`` and dropping pieces smaller than ``min_area_um2``.
 
@@ -141,11 +144,17 @@ def detect_tissue(rgb: np.ndarray, pixel_um: float, close_um: float = CLOSE_UM,
                   open_um: float = OPEN_UM, max_hole_um2: float = MAX_HOLE_UM2,
                   min_area_um2: float = MIN_AREA_UM2) -> Tuple[np.ndarray, dict]:
     """Boolean tissue mask of a low-resolution RGB image whose pixels are ``pixel_um`` wide."""
-    sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[:, :, 1]
-    sat = cv2.medianBlur(sat, 3)
-    otsu, _ = cv2.threshold(sat, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+    value = hsv[:, :, 2].astype(np.int16)
+    # darker than the glass: pale, barely stained tissue has little saturation but is darker than
+    # the background (the 99th percentile of brightness, so a tinted glass counts as 0)
+    darkness = np.clip(np.percentile(value, 99) - value, 0, 255).astype(np.uint8)
+    # no median filter: the area averaging down to mask_mpp already removed pixel noise, and at
+    # 32 um/px a 3x3 median would bridge 100 um gaps
+    stain = np.maximum(hsv[:, :, 1], darkness)
+    otsu, _ = cv2.threshold(stain, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     threshold = max(float(otsu), float(MIN_SATURATION))
-    mask = (sat > threshold).astype(np.uint8)
+    mask = (stain > threshold).astype(np.uint8)
     close = _disk(close_um / pixel_um / 2)
     if close is not None:
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, close)
@@ -157,7 +166,7 @@ def detect_tissue(rgb: np.ndarray, pixel_um: float, close_um: float = CLOSE_UM,
     background = _remove_small(mask == 0, max_hole_um2 / px_area, keep_touching_border=True)
     mask = ~background
     mask = _remove_small(mask, min_area_um2 / px_area, keep_touching_border=False)
-    info = {"method": "otsu-saturation", "otsu_threshold": float(otsu),
+    info = {"method": "otsu(max(saturation, darkness))", "otsu_threshold": float(otsu),
             "threshold": threshold, "mask_um_per_px": pixel_um}
     return mask, info
 
@@ -257,7 +266,7 @@ def tissue_mask(reader: SlideReader, *, region: Union[str, Path, None] = None,
         mask, info = detect_tissue(rgb, view.target_mpp, close_um, open_um, max_hole_um2,
                                    min_area_um2)
         if not mask.any():
-            raise InputError(reader.path, "no tissue found (Otsu on saturation, threshold "
+            raise InputError(reader.path, "no tissue found (Otsu on saturation/darkness, threshold "
                                           f"{info['threshold']:.0f}/255); pass a tissue region "
                                           "(mask PNG or QuPath GeoJSON) if there is tissue")
         return TissueMask(mask, ds_x, (bx, by), ds_y, source="detected", info=info)
