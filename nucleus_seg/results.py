@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from .categories import NUCLEUS_CLASSES, coco_categories
 from .errors import InputError
 from .fileio import load_json
+from .geometry import rle_run_lengths
 
 
 @dataclass(frozen=True)
@@ -86,36 +87,6 @@ def load_results(path) -> List[dict]:
 
 # ------------------------------------------------------------------------------------------------ RLE
 
-def rle_run_lengths(counts: str) -> List[int]:
-    """Decode a compressed COCO RLE ``counts`` string into run lengths (pycocotools' rleFrString).
-
-    Raises ValueError on characters outside the alphabet, a truncated last value, or negative runs, which
-    pycocotools itself does not check when it parses the string.
-    """
-    runs: List[int] = []
-    pos, n = 0, len(counts)
-    while pos < n:
-        x, k, more = 0, 0, True
-        while more:
-            if pos >= n:
-                raise ValueError("truncated counts string")
-            c = ord(counts[pos]) - 48
-            if c < 0 or c > 63:
-                raise ValueError(f"invalid character {counts[pos]!r} in counts")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            pos += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]  # runs after the second are stored as differences
-        if x < 0:
-            raise ValueError(f"negative run length at run {len(runs)}")
-        runs.append(x)
-    return runs
-
-
 def check_segmentation(seg, height: int, width: int, require_compressed_rle: bool = True) -> Optional[str]:
     """None if ``seg`` is a mask of an ``height`` x ``width`` image, else what is wrong with it.
 
@@ -156,7 +127,7 @@ def check_segmentation(seg, height: int, width: int, require_compressed_rle: boo
             return f"bad RLE: {exc}"
     else:
         return f"segmentation counts must be a string, got {type(counts).__name__}"
-    total = sum(runs)
+    total = int(sum(runs))
     if total != height * width:
         return f"bad RLE: runs cover {total} pixels, image has {height}x{width} = {height * width}"
     return None
@@ -262,6 +233,6 @@ def format_problems(problems: Sequence[Problem], limit: int = 20) -> List[str]:
 
 __all__ = [
     "Problem", "parse_image_list", "parse_categories", "load_images_and_categories", "load_results",
-    "rle_run_lengths", "check_segmentation", "check_bbox", "infer_iou_type", "validate_results",
+    "check_segmentation", "check_bbox", "infer_iou_type", "validate_results",
     "validate_coco_gt", "format_problems",
 ]

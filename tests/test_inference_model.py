@@ -125,7 +125,7 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
          "--max-per-img", "30", "--scale-factor", "1.0"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert f"error: {folder / 'zz_corrupt.png'}: cannot be read" in proc.stdout
+    assert f"error: {folder / 'zz_corrupt.png'}: cannot be decoded as an image" in proc.stdout
     assert "2 image(s) done, 1 failed" in proc.stdout
     names = sorted(p.name for p in folder.glob("*.png") if p.name != "zz_corrupt.png")
     for name in names:

@@ -114,7 +114,7 @@ def write_overlays(cfg, segm_json: str, show_dir: str, score_thr: float, overwri
 
     from nucleus_seg.fileio import load_json
     from nucleus_seg.inference.export import export_overlay, instances_from_coco_results
-    from nucleus_seg.inference.image_io import read_image
+    from nucleus_seg.image_io import read_image
 
     dataset = cfg.test_dataloader.dataset
     coco = load_json(osp.join(dataset.get("data_root", ""), dataset.ann_file))

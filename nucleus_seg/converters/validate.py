@@ -19,7 +19,8 @@ import numpy as np
 
 from ..categories import PANNUKE_CLASSES
 from ..errors import InputError
-from .masks import decode_image_file, decode_segmentation, is_image_file, mask_bbox, read_mask
+from ..geometry import MaskCrop, crop_from_segmentation, crop_iou
+from ..image_io import decode_image_file, is_image_file, read_mask
 from .pannuke import find_fold_arrays, load_fold, patch_instances
 
 DEFAULT_MIN_POLYGON_IOU = 0.95
@@ -36,44 +37,22 @@ class Problem:
 
 @dataclass
 class SourceInstance:
-    """A ground-truth instance: where it came from, its category id and its pixels as a box crop."""
+    """A ground-truth instance: where it came from, its category id and its pixels."""
     path: str
     label: str  # prefix for messages about this instance, e.g. "patch 3, neoplastic instance 7"
     category_id: int
-    x: int
-    y: int
-    crop: np.ndarray
-
-    @property
-    def box(self):
-        return (self.x, self.y, self.crop.shape[1], self.crop.shape[0])
+    crop: MaskCrop
 
     def key(self):
-        return _exact_key(self.category_id, self.box, self.crop)
+        return _exact_key(self.category_id, self.crop)
 
 
-def _exact_key(category_id, box, crop) -> Tuple:
-    return (category_id, tuple(box), hashlib.sha1(np.packbits(crop).tobytes()).hexdigest())
+def _exact_key(category_id, crop: MaskCrop) -> Tuple:
+    return (category_id, crop.xywh, hashlib.sha1(np.packbits(crop.mask).tobytes()).hexdigest())
 
 
 class CocoValidationError(InputError):
     """Raised by converters' ``--validate`` when the output does not match its sources."""
-
-
-def _box_iou(a_box, a_crop, b_box, b_crop) -> float:
-    x0, y0 = min(a_box[0], b_box[0]), min(a_box[1], b_box[1])
-    x1 = max(a_box[0] + a_box[2], b_box[0] + b_box[2])
-    y1 = max(a_box[1] + a_box[3], b_box[1] + b_box[3])
-    a = np.zeros((y1 - y0, x1 - x0), bool)
-    b = np.zeros_like(a)
-    a[a_box[1] - y0:a_box[1] - y0 + a_box[3], a_box[0] - x0:a_box[0] - x0 + a_box[2]] = a_crop
-    b[b_box[1] - y0:b_box[1] - y0 + b_box[3], b_box[0] - x0:b_box[0] - x0 + b_box[2]] = b_crop
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
-def _overlaps(a, b) -> bool:
-    return (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3])
 
 
 def check_structure(coco, json_path) -> List[Problem]:
@@ -123,13 +102,8 @@ def check_structure(coco, json_path) -> List[Problem]:
     return problems
 
 
-def _decode(ann, image) -> Tuple[Optional[Tuple], Optional[np.ndarray]]:
-    mask = decode_segmentation(ann["segmentation"], image["height"], image["width"])
-    box = mask_bbox(mask)
-    if box is None:
-        return None, None
-    x, y, w, h = box
-    return box, mask[y:y + h, x:x + w] != 0
+def _decode(ann, image) -> Optional[MaskCrop]:
+    return crop_from_segmentation(ann["segmentation"], image["height"], image["width"])
 
 
 def compare_image(image, annotations, sources: List[SourceInstance], json_path,
@@ -142,28 +116,27 @@ def compare_image(image, annotations, sources: List[SourceInstance], json_path,
     polygon_anns = []
     for ann in annotations:
         aid = ann["id"]
-        box, crop = _decode(ann, image)
-        if box is None:
+        crop = _decode(ann, image)
+        if crop is None:
             problems.append(Problem(where, f"annotation {aid} (image {image['file_name']}) decodes "
                                     "to an empty mask"))
             continue
         if not isinstance(ann["segmentation"], dict):
-            polygon_anns.append((ann, box, crop))
+            polygon_anns.append((ann, crop))
             continue
-        if list(box) != list(ann["bbox"]) or int(np.count_nonzero(crop)) != ann["area"]:
+        if list(crop.xywh) != list(ann["bbox"]) or crop.area != ann["area"]:
             problems.append(Problem(where, f"annotation {aid}: bbox {ann['bbox']} / area {ann['area']} "
-                                    f"differ from its RLE's {list(box)} / {np.count_nonzero(crop)}"))
-        matches = unmatched.get(_exact_key(ann["category_id"], box, crop))
+                                    f"differ from its RLE's {list(crop.xywh)} / {crop.area}"))
+        matches = unmatched.get(_exact_key(ann["category_id"], crop))
         if matches:
             matches.pop()
         else:
             problems.append(Problem(where, f"annotation {aid} (image {image['file_name']}): RLE matches "
                                     "no source mask pixel-exactly"))
     remaining = [s for group in unmatched.values() for s in group]
-    for ann, box, crop in polygon_anns:
-        candidates = [s for s in remaining if s.category_id == ann["category_id"]
-                      and _overlaps(s.box, box)]
-        scored = [(_box_iou(box, crop, s.box, s.crop), s) for s in candidates]
+    for ann, crop in polygon_anns:
+        candidates = [s for s in remaining if s.category_id == ann["category_id"]]
+        scored = [(crop_iou(crop, s.crop), s) for s in candidates]
         best_iou, best = max(scored, key=lambda t: t[0], default=(0.0, None))
         if best is None or best_iou < min_polygon_iou:
             problems.append(Problem(where, f"annotation {ann['id']} (image {image['file_name']}): "
@@ -171,9 +144,9 @@ def compare_image(image, annotations, sources: List[SourceInstance], json_path,
                                     f"{min_polygon_iou}"))
             continue
         remaining.remove(best)
-        if list(best.box) != list(ann["bbox"]) or np.count_nonzero(best.crop) != ann["area"]:
-            problems.append(Problem(best.path, f"{best.label}bbox/area {list(best.box)}/"
-                                    f"{np.count_nonzero(best.crop)} differ from annotation "
+        if list(best.crop.xywh) != list(ann["bbox"]) or best.crop.area != ann["area"]:
+            problems.append(Problem(best.path, f"{best.label}bbox/area {list(best.crop.xywh)}/"
+                                    f"{best.crop.area} differ from annotation "
                                     f"{ann['id']}'s {ann['bbox']}/{ann['area']}"))
     for source in remaining:
         problems.append(Problem(source.path, f"{source.label}no annotation in {where} reproduces "
@@ -232,12 +205,9 @@ def dsb_sources(image_root, category_id: int = 1) -> SourceReader:
                 problems.append(Problem(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its "
                                         f"image {image_path} is {width}x{height}"))
                 continue
-            box = mask_bbox(mask)
-            if box is None:
-                continue
-            x, y, w, h = box
-            sources.append(SourceInstance(str(mask_path), "", category_id, x, y,
-                                          mask[y:y + h, x:x + w] != 0))
+            crop = MaskCrop.from_mask(mask)
+            if crop is not None:
+                sources.append(SourceInstance(str(mask_path), "", category_id, crop))
         return sources, problems
     return read
 
@@ -257,8 +227,8 @@ def pannuke_sources(fold_dir, categories) -> SourceReader:
         if not isinstance(index, int) or not 0 <= index < masks.shape[0]:
             return [], [Problem(arrays["masks.npy"], f"image {image['id']} has no valid pannuke_index")]
         sources = [SourceInstance(str(arrays["masks.npy"]), f"patch {index}, {cls} instance {iid}: ",
-                                  names["nucleus" if single else cls], x, y, crop)
-                   for cls, iid, x, y, crop in patch_instances(masks[index], arrays["masks.npy"], index)]
+                                  names["nucleus" if single else cls], crop)
+                   for cls, iid, crop in patch_instances(masks[index], arrays["masks.npy"], index)]
         return sources, []
     return read
 
@@ -276,11 +246,11 @@ def validate_coco(coco, json_path, read_sources: Optional[SourceReader] = None,
         anns = by_image.get(image["id"], [])
         if read_sources is None:
             for ann in anns:
-                box, crop = _decode(ann, image)
-                if box is None:
+                crop = _decode(ann, image)
+                if crop is None:
                     problems.append(Problem(json_path, f"annotation {ann['id']} decodes to an empty mask"))
                 elif isinstance(ann["segmentation"], dict) and (
-                        list(box) != list(ann["bbox"]) or np.count_nonzero(crop) != ann["area"]):
+                        list(crop.xywh) != list(ann["bbox"]) or crop.area != ann["area"]):
                     problems.append(Problem(json_path, f"annotation {ann['id']}: bbox/area differ from its RLE"))
             continue
         sources, source_problems = read_sources(image)

@@ -98,34 +98,47 @@ def _raise_for_mismatch(model, state_dict: dict, ckpt_path: Path, cfg_path, num_
                                 f"parameters are missing from it, e.g. {missing[0]}")
 
 
+def build_tile_pipeline(cfg, scale_factor: Optional[float] = None):
+    """The config's test pipeline for in-memory tiles: its image-loading step (a file reader)
+    becomes ``LoadImageFromNDArray``; the rest (resize, packing) is the config's own."""
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
+
+    pipeline = get_test_pipeline_cfg(cfg.copy())
+    pipeline[0].type = "mmdet.LoadImageFromNDArray"
+    if scale_factor is not None:
+        # A config's Resize to a fixed size zooms a tile by (size / tile size), so the zoom
+        # would depend on --tile; a fixed factor reproduces the training magnification.
+        pipeline = [dict(type="Resize", scale_factor=float(scale_factor), keep_ratio=True)
+                    if step.get("type") in ("Resize", "mmdet.Resize") else step
+                    for step in pipeline]
+    return Compose(pipeline)
+
+
+def tile_to_model_inputs(pipeline, tile_rgb: np.ndarray) -> dict:
+    """One RGB tile through :func:`build_tile_pipeline`'s pipeline as the batch ``test_step`` takes.
+
+    The tile goes in as BGR: the file-loading step it replaces (``LoadNucleusImage``) gives BGR,
+    like ``cv2.imread``, and the model's data preprocessor converts with ``bgr_to_rgb=True``."""
+    data = pipeline(dict(img=np.ascontiguousarray(tile_rgb[:, :, ::-1]), img_id=0))
+    return {"inputs": [data["inputs"]], "data_samples": [data["data_samples"]]}
+
+
 class MMDetPredictor:
     """Callable predictor: RGB uint8 tile -> :class:`Instances` in tile coordinates."""
 
     def __init__(self, model, class_names: Sequence[str], score_thr: float = 0.5,
                  scale_factor: Optional[float] = None):
-        from mmcv.transforms import Compose
-        from mmdet.utils import get_test_pipeline_cfg
-
         self.model = model
         self.class_names = tuple(class_names)
         self.score_thr = float(score_thr)
-        pipeline = get_test_pipeline_cfg(model.cfg.copy())
-        pipeline[0].type = "mmdet.LoadImageFromNDArray"
-        if scale_factor is not None:
-            # A config's Resize to a fixed size zooms a tile by (size / tile size), so the zoom
-            # would depend on --tile; a fixed factor reproduces the training magnification.
-            pipeline = [dict(type="Resize", scale_factor=float(scale_factor), keep_ratio=True)
-                        if step.get("type") in ("Resize", "mmdet.Resize") else step
-                        for step in pipeline]
-        self.pipeline = Compose(pipeline)  # built once, reused for every tile
+        self.pipeline = build_tile_pipeline(model.cfg, scale_factor)  # built once, used per tile
 
     def __call__(self, tile_rgb: np.ndarray) -> Instances:
         import torch
 
         height, width = tile_rgb.shape[:2]
-        data = self.pipeline(dict(img=np.ascontiguousarray(tile_rgb[:, :, ::-1]), img_id=0))
-        data["inputs"] = [data["inputs"]]
-        data["data_samples"] = [data["data_samples"]]
+        data = tile_to_model_inputs(self.pipeline, tile_rgb)
         with torch.no_grad():
             pred = self.model.test_step(data)[0].pred_instances
         keep = (pred.scores >= self.score_thr).nonzero().flatten()

@@ -6,7 +6,7 @@
 pannuke_data_root = 'data/pannuke/coco/'
 pannuke_classes = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epithelial')
 pannuke_train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadNucleusImage'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     # 256 px patches at 40x: 2x brings nuclei to the upstream anchor sizes.
     dict(type='RandomRescale', scale_factor=2.0, ratio_range=(0.8, 1.25)),
@@ -18,7 +18,7 @@ pannuke_train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 pannuke_test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadNucleusImage'),
     dict(type='Resize', scale_factor=2.0, keep_ratio=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
