@@ -144,7 +144,8 @@ def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
     """The shape check itself, on a plain torch module (no mmdet needed)."""
     import torch
 
-    from nucleus_seg.inference.predictor import _raise_for_mismatch, _read_checkpoint
+    from nucleus_seg.checkpoints import read_checkpoint
+    from nucleus_seg.inference.predictor import _raise_for_mismatch
 
     class Head(torch.nn.Module):
         def __init__(self, classes):
@@ -164,4 +165,4 @@ def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"definitely not a pickle")
     with pytest.raises(InputError, match="junk.pth: not a readable PyTorch checkpoint"):
-        _read_checkpoint(junk)
+        read_checkpoint(junk)

@@ -14,11 +14,11 @@ from .annotations import instance_annotation
 from .pannuke import convert_pannuke, patch_instances
 from .pipeline import images2coco, mask2coco, pannuke2coco, validate_file
 from .split import split_names, subset_coco
-from .validate import DEFAULT_MIN_POLYGON_IOU, CocoValidationError, Problem, validate_coco
+from .validate import DEFAULT_MIN_POLYGON_IOU, validate_coco
 
 __all__ = [
     "ConversionReport", "convert_dsb", "scan_dsb_folders", "convert_image_folder",
     "instance_annotation", "convert_pannuke", "patch_instances", "images2coco",
     "mask2coco", "pannuke2coco", "validate_file", "split_names", "subset_coco",
-    "DEFAULT_MIN_POLYGON_IOU", "CocoValidationError", "Problem", "validate_coco",
+    "DEFAULT_MIN_POLYGON_IOU", "validate_coco",
 ]

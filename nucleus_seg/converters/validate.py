@@ -9,6 +9,7 @@ the polygons written by these converters decode exactly for masks without holes)
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,18 +22,10 @@ from ..categories import PANNUKE_CLASSES
 from ..errors import InputError
 from ..geometry import MaskCrop, crop_from_segmentation, crop_iou
 from ..image_io import decode_image_file, is_image_file, read_mask
+from ..validation import Problem, check_coco_gt
 from .pannuke import find_fold_arrays, load_fold, patch_instances
 
 DEFAULT_MIN_POLYGON_IOU = 0.95
-
-
-@dataclass
-class Problem:
-    path: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
 
 
 @dataclass
@@ -49,57 +42,6 @@ class SourceInstance:
 
 def _exact_key(category_id, crop: MaskCrop) -> Tuple:
     return (category_id, crop.xywh, hashlib.sha1(np.packbits(crop.mask).tobytes()).hexdigest())
-
-
-class CocoValidationError(InputError):
-    """Raised by converters' ``--validate`` when the output does not match its sources."""
-
-
-def check_structure(coco, json_path) -> List[Problem]:
-    """Ids unique, references valid, fields of the right shape. Returns problems, never raises."""
-    where = str(json_path)
-    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list)
-                                             for k in ("images", "annotations", "categories")):
-        return [Problem(where, "must be an object with lists images, annotations, categories")]
-    problems = []
-    category_ids = [c.get("id") for c in coco["categories"]]
-    if sorted(category_ids) != list(range(1, len(category_ids) + 1)):
-        problems.append(Problem(where, f"category ids must be 1..N, got {category_ids}"))
-    images = {}
-    for image in coco["images"]:
-        if not {"id", "file_name", "height", "width"} <= image.keys():
-            problems.append(Problem(where, f"image {image.get('id')} lacks id/file_name/height/width"))
-        elif image["id"] in images:
-            problems.append(Problem(where, f"image id {image['id']} is used twice"))
-        else:
-            images[image["id"]] = image
-    ann_ids = set()
-    for ann in coco["annotations"]:
-        aid = ann.get("id")
-        if aid in ann_ids:
-            problems.append(Problem(where, f"annotation id {aid} is used twice"))
-        ann_ids.add(aid)
-        if ann.get("image_id") not in images:
-            problems.append(Problem(where, f"annotation {aid}: image_id {ann.get('image_id')} not in images"))
-        if ann.get("category_id") not in category_ids:
-            problems.append(Problem(where, f"annotation {aid}: unknown category_id {ann.get('category_id')}"))
-        if ann.get("iscrowd", 0) != 0:
-            problems.append(Problem(where, f"annotation {aid}: iscrowd must be 0 for nuclei"))
-        bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            problems.append(Problem(where, f"annotation {aid}: bbox must be [x, y, w, h]"))
-        seg = ann.get("segmentation")
-        if isinstance(seg, dict):
-            image = images.get(ann.get("image_id"))
-            if image and seg.get("size") != [image["height"], image["width"]]:
-                problems.append(Problem(where, f"annotation {aid}: RLE size {seg.get('size')} is not "
-                                        f"the image's [{image['height']}, {image['width']}]"))
-        elif isinstance(seg, list) and seg:
-            if any(not isinstance(r, list) or len(r) < 6 or len(r) % 2 for r in seg):
-                problems.append(Problem(where, f"annotation {aid}: every polygon ring needs >= 3 points"))
-        else:
-            problems.append(Problem(where, f"annotation {aid}: segmentation must be RLE or polygons"))
-    return problems
 
 
 def _decode(ann, image) -> Optional[MaskCrop]:
@@ -236,7 +178,7 @@ def pannuke_sources(fold_dir, categories) -> SourceReader:
 def validate_coco(coco, json_path, read_sources: Optional[SourceReader] = None,
                   min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU) -> List[Problem]:
     """All problems found; empty when the file is consistent (and matches its sources if given)."""
-    problems = check_structure(coco, json_path)
+    problems = [dataclasses.replace(p, path=str(json_path)) for p in check_coco_gt(coco, strict=True)]
     if problems:
         return problems  # decoding a malformed file would only repeat the same problems
     by_image = defaultdict(list)

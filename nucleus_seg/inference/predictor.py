@@ -6,7 +6,7 @@ and checks that the checkpoint fits the config (same parameters and shapes, henc
 classes) before loading it, because mmengine would otherwise skip mismatched layers with a warning
 and run a half-random model.
 
-Channel order: predictors take **RGB** tiles (what :func:`nucleus_seg.inference.read_image` returns);
+Channel order: predictors take **RGB** tiles (what :func:`nucleus_seg.image_io.read_image` returns);
 this one converts to BGR for MMDetection, whose pipelines treat arrays like ``cv2.imread`` output.
 """
 from __future__ import annotations
@@ -17,41 +17,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..checkpoints import check_checkpoint, read_checkpoint
+from ..config_utils import load_config
 from ..errors import InputError
 from .instances import Instances
-
-CHECKPOINT_HINT = ("train one with tools/train.py (it writes work_dirs/<config>/*.pth) "
-                   "or copy a trained .pth here")
-
-
-def _load_config(config):
-    from mmengine.config import Config
-
-    if not isinstance(config, (str, Path)):
-        return config
-    path = Path(config)
-    if not path.is_file() and not str(config).startswith("mmdet::"):
-        raise InputError(path, "config file not found")
-    try:
-        return Config.fromfile(str(config))
-    except Exception as exc:  # syntax errors, missing _base_, failed custom_imports
-        raise InputError(path, f"cannot load config ({type(exc).__name__}: {exc})") from None
-
-
-def _read_checkpoint(path: Path) -> dict:
-    import torch
-
-    if not path.is_file():
-        raise InputError(path, f"checkpoint not found; {CHECKPOINT_HINT}")
-    try:
-        # mmengine checkpoints hold numpy/mmengine objects in 'meta', which torch>=2.6's default
-        # weights_only=True rejects; the file is the user's own local checkpoint.
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict):
-        raise InputError(path, "not a model checkpoint (expected a dict with 'state_dict')")
-    return ckpt
 
 
 def _class_names_from_config(cfg) -> Optional[Sequence[str]]:
@@ -159,10 +128,9 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
     the test pipeline's Resize by a fixed zoom (see MMDetPredictor)."""
     cfg_path = config
     ckpt_path = Path(checkpoint)
-    if not ckpt_path.is_file():  # cheap checks first: no model build for a typo
-        raise InputError(ckpt_path, f"checkpoint not found; {CHECKPOINT_HINT}")
-    cfg = _load_config(config)
-    ckpt = _read_checkpoint(ckpt_path)
+    check_checkpoint(ckpt_path)  # cheap checks first: no model build for a typo
+    cfg = load_config(config)
+    ckpt = read_checkpoint(ckpt_path)
     from mmdet.apis import init_detector
     state_dict = ckpt.get("state_dict", ckpt)
     # checkpoints saved from a DistributedDataParallel wrapper prefix every key (as mmengine strips)

@@ -5,6 +5,8 @@
 # Only `pannuke_*` names here (model configs that inherit this also inherit a nucleus config).
 pannuke_data_root = 'data/pannuke/coco/'
 pannuke_classes = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epithelial')
+# The same steps as nucleus_train_pipeline, repeated as mmengine's rules force: a base cannot read a
+# sibling base's values, and inheriting nucleus_dataset.py here would define its keys twice.
 pannuke_train_pipeline = [
     dict(type='LoadNucleusImage'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
