@@ -312,17 +312,19 @@ def _corner_ring(contour: np.ndarray) -> np.ndarray:
     # Upsampled index 2i (left/top half of pixel i) -> edge i; 2i + 1 (right/bottom half) -> edge
     # i + 1. A hole's boundary pixels are those of the surrounding foreground, so the same rule
     # puts hole rings on the hole's pixel edges.
-    points = (contour.reshape(-1, 2) + 1) // 2
-    points = points[np.any(points != np.roll(points, 1, axis=0), axis=1)]
-    step_in = points - np.roll(points, 1, axis=0)
-    step_out = np.roll(points, -1, axis=0) - points
-    turning = (step_in[:, 0] * step_out[:, 1] - step_in[:, 1] * step_out[:, 0]) != 0
+    points = (contour.reshape(-1, 2).astype(np.int64) + 1) // 2
+    closed = np.concatenate((points[-1:], points))
+    points = points[(closed[1:] != closed[:-1]).any(axis=1)]  # drop repeats (also last == first)
+    closed = np.concatenate((points[-1:], points, points[:1]))
+    step_in, step_out = closed[1:-1] - closed[:-2], closed[2:] - closed[1:-1]
+    turning = step_in[:, 0] * step_out[:, 1] != step_in[:, 1] * step_out[:, 0]
     return points[turning]
 
 
 def _signed_area(ring: np.ndarray) -> float:
-    x, y = ring[:, 0].astype(np.int64), ring[:, 1].astype(np.int64)
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    """Shoelace area of an open ring of integer points: > 0 when counter-clockwise in (x, y)."""
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * float(x[:-1] @ y[1:] - x[1:] @ y[:-1] + x[-1] * y[0] - x[0] * y[-1])
 
 
 def geojson_geometry(crop: MaskCrop, scale: float = 1.0,
@@ -345,16 +347,17 @@ def geojson_geometry(crop: MaskCrop, scale: float = 1.0,
         component = labels[y:y + h, x:x + w] == label
         contours, _ = _trace_upsampled(component, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         rings = [_corner_ring(c) + (crop.x0 + x, crop.y0 + y) for c in contours]
+        areas = [_signed_area(r) for r in rings]
         # A 4-connected component has exactly one outer boundary (the largest ring); the rest
         # are its holes.
-        rings.sort(key=lambda r: -abs(_signed_area(r)))
+        order = sorted(range(len(rings)), key=lambda k: -abs(areas[k]))
         oriented = []
-        for k, ring in enumerate(rings):
-            exterior = k == 0
-            if (_signed_area(ring) > 0) != exterior:
+        for k in order:
+            ring = rings[k]
+            if (areas[k] > 0) != (k == order[0]):
                 ring = ring[::-1]
-            ring = np.roll(ring, -int(np.lexsort((ring[:, 0], ring[:, 1]))[0]), axis=0)  # top-left first
-            closed = np.concatenate([ring, ring[:1]]).astype(np.float64)
+            start = int(np.lexsort((ring[:, 0], ring[:, 1]))[0])  # top-left corner first
+            closed = np.concatenate((ring[start:], ring[:start + 1]))
             oriented.append(_to_frame(closed, scale, offset))
         polygons.append(oriented)
     if not polygons:
@@ -366,7 +369,7 @@ def geojson_geometry(crop: MaskCrop, scale: float = 1.0,
 
 def _to_frame(points: np.ndarray, scale: float, offset: Tuple[float, float]) -> list:
     if scale == 1 and offset[0] == 0 and offset[1] == 0:
-        return points.astype(np.int64).tolist()  # integer pixel corners: exact and compact
+        return points.tolist()  # integer pixel corners: exact and compact
     return (points * float(scale) + np.asarray(offset, dtype=np.float64)).tolist()
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -34,10 +34,10 @@ from .png_rows import decode_grey8_png_rows
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def is_image_file(path) -> bool:
-    """An image by its extension (case-insensitive), not a hidden file."""
+def is_image_file(path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> bool:
+    """An image by its extension (case-insensitive, one of ``extensions``), not a hidden file."""
     path = Path(path)
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    return path.suffix.lower() in extensions and not path.name.startswith(".")
 
 
 # ------------------------------------------------------------------------------------- decoding
@@ -167,8 +167,10 @@ def read_mask_crop(path) -> Tuple[int, int, Optional[MaskCrop]]:
 
 
 # ------------------------------------------------------------------------------- command line
-def expand_inputs(inputs) -> Tuple[List[Path], List[Tuple[str, str]]]:
-    """Files, folders (their image files, not recursive) and glob patterns -> (image files, problems).
+def expand_inputs(inputs, extensions: Sequence[str] = IMAGE_EXTENSIONS
+                  ) -> Tuple[List[Path], List[Tuple[str, str]]]:
+    """Files, folders (their files with one of ``extensions``, not recursive) and glob patterns ->
+    (files, problems).
 
     A name that matches nothing is a problem (reported, not fatal). Order: as given, folders and
     globs sorted; duplicates removed."""
@@ -186,17 +188,16 @@ def expand_inputs(inputs) -> Tuple[List[Path], List[Tuple[str, str]]]:
         item = str(item)
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p, extensions))
             if not found:
-                problems.append((item, "folder holds no image files (" +
-                                 ", ".join(IMAGE_EXTENSIONS) + ")"))
+                problems.append((item, "folder holds no image files (" + ", ".join(extensions) + ")"))
             for p in found:
                 add(p)
         elif path.is_file():
             add(path)  # named explicitly: tried whatever its suffix
         elif glob.has_magic(item):
             found = sorted(Path(p) for p in glob.glob(item, recursive=True)
-                           if Path(p).is_file() and is_image_file(p))
+                           if Path(p).is_file() and is_image_file(p, extensions))
             if not found:
                 problems.append((item, "pattern matches no image files"))
             for p in found:
