@@ -16,6 +16,10 @@ image map equal values to equal pixels:
 * other integer types: ``round(v * 255 / max of the type)``; negative values are an error;
 * bool: 0 / 255; float: values in [0, 1], ``round(v * 255)`` (other values are an error);
 * grey: repeated in R, G and B; alpha (grey + alpha, RGBA): dropped.
+
+Pixels are taken as stored: a JPEG's EXIF orientation is not applied, because masks and COCO
+annotations refer to the stored pixel grid (mmcv's loader applied it, so a rotated JPEG trained
+against annotations that did not match).
 """
 from __future__ import annotations
 

@@ -11,11 +11,11 @@ from typing import List, Optional, Sequence, Tuple
 
 from ..errors import InputError
 from ..fileio import atomic_write_json, check_writable, load_json
+from ..validation import Problem, limit_lines, raise_problems
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
 from .images import convert_image_folder
 from .pannuke import convert_pannuke, find_fold_arrays, fold_name
 from .split import check_val_ratio, split_names, subset_coco
-from ..validation import Problem, limit_lines, raise_problems
 from .validate import DEFAULT_MIN_POLYGON_IOU, dsb_sources, image_files, pannuke_sources, validate_coco
 
 MAX_LISTED = 20  # notes/problems printed one per line before the rest are only counted
