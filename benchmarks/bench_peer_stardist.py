@@ -125,8 +125,8 @@ def stardist_tiles(files: dict, out: Path) -> Path:
     """The split as arrays for the StarDist environment: RGB tiles and GT label maps."""
     import numpy as np
 
-    from nucleus_seg.converters.masks import decode_segmentation
-    from nucleus_seg.inference.image_io import read_image
+    from nucleus_seg.geometry import decode_segmentation
+    from nucleus_seg.image_io import read_image
 
     path = out / "stardist" / "tiles.npz"
     if path.exists():
@@ -157,7 +157,8 @@ def label_maps_to_results(pred_npz: Path, test_json: Path, out_json: Path) -> Pa
     import numpy as np
 
     from nucleus_seg.inference.export import to_coco_results
-    from nucleus_seg.inference.instances import Instances, MaskCrop
+    from nucleus_seg.geometry import MaskCrop
+    from nucleus_seg.inference.instances import Instances
 
     if out_json.exists():
         return out_json

@@ -22,7 +22,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..errors import InputError
-from ..inference.image_io import to_rgb8
+from ..image_io import to_rgb8
 from .base import WHITE, SlideReader, SlideSpec, level_downsamples_from_dimensions, one_line
 from .mpp import MppCandidate, mpp_from_ome_size, mpp_from_tiff_resolution, resolve_mpp
 
