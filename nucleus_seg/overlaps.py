@@ -217,7 +217,7 @@ def _expand_runs(owner, start, length):
 def label_map_from_rles(rles: Sequence[dict], height: Optional[int] = None, width: Optional[int] = None,
                         scores: Optional[Sequence[float]] = None, min_kept_fraction: float = 0.0,
                         max_mask_iou: Optional[float] = None) -> np.ndarray:
-    """int32 H x W label map of COCO RLEs: pixel value k + 1 for ``rles[k]``, 0 for background.
+    """int32 H x W label map (Fortran order) of COCO RLEs: pixel value k + 1 for ``rles[k]``, 0 for background.
 
     A pixel covered by several instances goes to the highest score (``scores=None``: the first listed).
     ``min_kept_fraction`` and ``max_mask_iou`` drop instances as :func:`resolve_overlaps` does; an
@@ -243,8 +243,9 @@ def label_map_from_rles(rles: Sequence[dict], height: Optional[int] = None, widt
     best = np.full(height * width, n, dtype=np.int64)  # rank of the winning instance, n = none
     np.minimum.at(best, pixel, rank[pixel_owner])
     label_of_rank = np.r_[order + 1, 0].astype(np.int32)
-    # column-major pixel order (COCO RLE) -> (W, H) -> transpose
-    return np.ascontiguousarray(label_of_rank[best].reshape(width, height).T)
+    # Column-major pixel order, as COCO RLE runs: (W, H) transposed is an (H, W) Fortran-ordered array
+    # (copy it with np.ascontiguousarray where C order matters; a transposing copy costs more than the rest).
+    return label_of_rank[best].reshape(width, height).T
 
 
 __all__ = ["Resolved", "resolve_overlaps", "resolve_instances", "rle_runs", "crops_from_rles",
