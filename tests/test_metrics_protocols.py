@@ -378,6 +378,14 @@ def test_pannuke_old_and_new_numbers_differ_on_a_worked_example(tmp_path):
     #   -> 2/3. Colon: the duplicate inside `nuc` has no pixel left on the label map -> 1, 1.
     #   mPQ = (1 + 1)/2 = 1, bPQ = (2/3 + 1)/2 = 5/6
     assert new.summary["mPQ"] == pytest.approx(1.0) and new.summary["bPQ"] == pytest.approx(5 / 6)
+    # the reference on the same predictions as masks.npy channels (the duplicate has no pixel there)
+    pred = np.zeros_like(masks)
+    pred[0, nuc, PANNUKE_CHANNELS.index("neoplastic")] = 1
+    pred[0, other, PANNUKE_CHANNELS.index("dead")] = 2
+    pred[1, other, PANNUKE_CHANNELS.index("connective")] = 1
+    pred[2, nuc, PANNUKE_CHANNELS.index("inflammatory")] = 1
+    ref_mpq, ref_bpq, _ = reference_pannuke(masks, pred, ["Breast", "Breast", "Colon"])
+    assert (ref_mpq, ref_bpq) == (pytest.approx(1.0, abs=1e-5), pytest.approx(5 / 6, abs=1e-5))
     # before: Breast mPQ = ((1 + 0)/2 + 0)/2 = 1/4, bPQ = (2/3 + 0)/2 = 1/3; Colon (duplicate = FP): 2/3, 2/3
     #   mPQ = (1/4 + 2/3)/2 = 11/24, bPQ = (1/3 + 2/3)/2 = 1/2
     assert old.summary["mPQ_strict"] == pytest.approx(11 / 24) and old.summary["bPQ_strict"] == pytest.approx(0.5)
