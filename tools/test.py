@@ -7,8 +7,9 @@
         -> work_dirs/results/test.segm.json, work_dirs/results/test.bbox.json
 
 ``--eval`` takes mmdet 2.x style metric names (``segm``, ``bbox``); without it the config's evaluators
-run (COCO AP at 1,000 detections + AJI / PQ / Dice). The headline ``segm_mAP`` is the AP at
-maxDets=1000 (see docs/metrics.md).
+run (COCO AP at 1,000 and 100 detections + AJI / PQ / Dice on label maps). The headline ``segm_mAP`` is
+the AP at maxDets=1000, ``segm_mAP@100`` the stock one; the scores are printed under lines saying how
+each group was computed (see docs/metrics.md).
 """
 from __future__ import annotations
 
@@ -157,6 +158,7 @@ def main(argv=None) -> int:
         from mmengine.runner import Runner
         runner = Runner.from_cfg(cfg)
         scores = runner.test()
+        evaluation = [m.describe() for m in runner.test_evaluator.metrics if hasattr(m, "describe")]
         if args.show_dir:
             n = write_overlays(cfg, f"{tmp_prefix}.segm.json", args.show_dir, args.score_thr,
                                args.overwrite)
@@ -168,10 +170,11 @@ def main(argv=None) -> int:
                     os.replace(produced, path)
                     print(f"wrote {path}")
         if scores and not args.format_only:
-            print_scores(scores)
+            print_scores(scores, evaluation)
             if args.out_metrics:
                 from nucleus_seg.fileio import atomic_write_json
-                atomic_write_json(args.out_metrics, {k: _plain(v) for k, v in scores.items()},
+                atomic_write_json(args.out_metrics, {**{k: _plain(v) for k, v in scores.items()},
+                                                     "evaluation": evaluation},
                                   overwrite=args.overwrite, indent=1)
                 print(f"wrote {args.out_metrics}")
     finally:
@@ -189,10 +192,11 @@ def _plain(value):
     return None if value != value else value
 
 
-def print_scores(scores: dict) -> None:
+def print_scores(scores: dict, evaluation=()) -> None:
+    """The scores, one per line, under the lines that say how they were computed."""
     width = max(len(k) for k in scores)
-    print("\n" + "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
-                           for k, v in scores.items()))
+    print("\n" + "\n".join(list(evaluation) + [
+        f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in scores.items()]))
 
 
 if __name__ == "__main__":

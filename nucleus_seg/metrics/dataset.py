@@ -67,12 +67,20 @@ def is_pannuke_shaped(gt: dict) -> bool:
 def describe_settings(settings: Dict[str, object]) -> str:
     """One line for the head of a printed table: scoring mode, score threshold, PanNuke protocol."""
     scoring = ("label maps (a pixel claimed by several predictions goes to the highest score)"
-               if settings.get("scoring") == LABEL_MAP else "overlap-aware (instances as given)")
+               if settings.get("scoring") == LABEL_MAP else "overlap-aware (instances scored as given)")
     text = f"instance metrics: {scoring}, score >= {settings.get('score_thr')}"
-    if settings.get("pannuke"):
-        text += ("; mPQ/bPQ: PanNuke reference protocol (classes / images without GT skipped, "
-                 "mean per tissue then over tissues; *_strict count every false positive)")
+    if settings.get("multi_class"):
+        averaging = "mean per tissue, then over tissues" if settings.get("pannuke") else \
+            "no tissue in the GT: mean over images"
+        text += (f"; mPQ/bPQ: PanNuke reference protocol (a class / image without GT is skipped, {averaging}); "
+                 "*_strict: every false positive counted")
     return text
+
+
+def describe_ap(max_dets: Sequence[int]) -> str:
+    """The AP line of a printed table: which maxDets each AP column is read at."""
+    return (f"COCO AP: all predictions ranked by score; mAP* at maxDets {max(with_stock_max_dets(max_dets))}, "
+            f"mAP*@{STOCK_MAX_DETS} at maxDets {STOCK_MAX_DETS} (stock pycocotools / CodaLab)")
 
 
 def evaluate_instances(gt: dict, results: Sequence[dict], score_thr: float = DEFAULT_SCORE_THR,
@@ -101,7 +109,7 @@ def evaluate_instances(gt: dict, results: Sequence[dict], score_thr: float = DEF
     cat_ids = [c["id"] for c in cats]
     cat_names = {c["id"]: str(c.get("name", c["id"])) for c in cats}
     multi_class = len(cat_ids) > 1
-    settings = {"scoring": scoring, "score_thr": score_thr, "iou_thr": iou_thr,
+    settings = {"scoring": scoring, "score_thr": score_thr, "iou_thr": iou_thr, "multi_class": multi_class,
                 "pannuke": is_pannuke_shaped(gt)}
 
     gt_by_image = defaultdict(list)
@@ -254,5 +262,5 @@ def coco_ap(gt: dict, results: Sequence[dict], iou_type: str = "segm",
 
 
 __all__ = ["DEFAULT_SCORE_THR", "DEFAULT_MAX_DETS", "STOCK_MAX_DETS", "to_rle", "NucleusEvaluation",
-           "is_pannuke_shaped", "describe_settings", "evaluate_instances", "dense_coco_stats",
+           "is_pannuke_shaped", "describe_settings", "describe_ap", "evaluate_instances", "dense_coco_stats",
            "with_stock_max_dets", "coco_ap"]

@@ -28,8 +28,8 @@ from mmdet.datasets.api_wrappers import COCOeval, COCOevalMP
 from mmdet.evaluation.metrics import CocoMetric
 from mmdet.registry import METRICS
 
-from .dataset import (DEFAULT_SCORE_THR, STOCK_MAX_DETS, TISSUE_MEAN_KEYS, dense_coco_stats, describe_settings,
-                      evaluate_instances, with_stock_max_dets)
+from .dataset import (DEFAULT_SCORE_THR, STOCK_MAX_DETS, TISSUE_MEAN_KEYS, dense_coco_stats, describe_ap,
+                      describe_settings, evaluate_instances, with_stock_max_dets)
 from .instance import LABEL_MAP
 
 _HEADLINE = ("AJI", "AJI_plus", "PQ", "DQ", "SQ", "F1", "precision", "recall", "Dice")
@@ -91,6 +91,8 @@ class NucleusMetric(BaseMetric):
         self.score_thr = float(score_thr)
         self.iou_thr = float(iou_thr)
         self.scoring = scoring
+        # what the last evaluation did (mode, threshold, protocol), for the head of a printed table
+        self.settings = {"scoring": scoring, "score_thr": self.score_thr, "iou_thr": self.iou_thr}
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -121,6 +123,7 @@ class NucleusMetric(BaseMetric):
                              "segmentation": rle, "score": float(score)})
         ev = evaluate_instances(self._gt, dets, score_thr=self.score_thr, iou_thr=self.iou_thr,
                                 image_ids=image_ids, scoring=self.scoring)
+        self.settings = ev.settings
         out = OrderedDict((k, float(ev.summary[k])) for k in _HEADLINE)
         for k in TISSUE_MEAN_KEYS:
             if k in ev.summary:
@@ -128,9 +131,13 @@ class NucleusMetric(BaseMetric):
         for k, v in ev.summary.items():
             if k.startswith("PQ_"):
                 out[k] = float(v)
-        logger.info("nucleus metrics over %d images (%s): %s", len(image_ids), describe_settings(ev.settings),
+        logger.info("nucleus metrics over %d images (%s): %s", len(image_ids), self.describe(),
                     " ".join(f"{k}={v:.4f}" for k, v in out.items()))
         return out
+
+    def describe(self) -> str:
+        """How the ``nucleus/*`` keys were computed (scoring mode, score threshold, PanNuke protocol)."""
+        return "nucleus/*: " + describe_settings(self.settings)
 
 
 @METRICS.register_module()
@@ -220,6 +227,10 @@ class DenseCocoMetric(CocoMetric):
         if tmp_dir is not None:
             tmp_dir.cleanup()
         return eval_results
+
+    def describe(self) -> str:
+        """Which maxDets the ``coco/*`` AP keys are read at."""
+        return "coco/*: " + describe_ap(self._eval_max_dets)
 
     def _classwise(self, coco_eval, logger) -> Dict[str, float]:
         precisions = coco_eval.eval["precision"]  # (iou, recall, cls, area, maxDets); -1 = largest maxDets
