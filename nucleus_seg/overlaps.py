@@ -21,7 +21,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .inference.instances import Instances, MaskCrop, intersection_area, paste_crop
+from .geometry import MaskCrop, intersection_area, paste_crop
+from .inference.instances import Instances
 
 # Side of the square cells of the spatial index that finds instances whose boxes may touch; nuclei
 # are 10-40 px, so an instance falls in one to four cells.

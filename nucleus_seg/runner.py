@@ -192,7 +192,10 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
         for path in final_paths + ([out_metrics] if out_metrics else []):
             check_writable(path, overwrite)  # refuse before spending time on inference
         from mmengine.runner import Runner
-        scores = Runner.from_cfg(cfg).test() or {}
+        runner = Runner.from_cfg(cfg)
+        scores = runner.test() or {}
+        # one line per metric group saying how it was computed (scoring mode, threshold, maxDets)
+        evaluation = [m.describe() for m in runner.test_evaluator.metrics if hasattr(m, "describe")]
         if show_dir:
             n = write_overlays(cfg, f"{tmp_prefix}.segm.json", show_dir, score_thr, overwrite)
             log(f"wrote {n} overlays to {show_dir}")
@@ -204,6 +207,8 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
                 log(f"wrote {path}")
         if config_overrides.get("format_only"):
             scores = {}
+        if scores:
+            scores = {**scores, "evaluation": evaluation}
         if scores and out_metrics:
             from .evaluation import json_safe
             atomic_write_json(out_metrics, json_safe(scores), overwrite=overwrite, indent=1)
@@ -216,9 +221,11 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
 
 
 def format_scores(scores: dict) -> str:
-    width = max(len(k) for k in scores)
-    return "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
-                     for k, v in scores.items())
+    """The scores, one per line, under the lines (``scores["evaluation"]``) saying how they were computed."""
+    values = {k: v for k, v in scores.items() if k != "evaluation"}
+    width = max((len(k) for k in values), default=0)
+    return "\n".join(list(scores.get("evaluation", [])) + [
+        f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in values.items()])
 
 
 __all__ = ["COCO_METRIC_TYPES", "default_work_dir", "build_train_config", "train", "build_test_config",

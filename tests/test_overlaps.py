@@ -5,7 +5,8 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
-from nucleus_seg.inference.instances import Instances, MaskCrop
+from nucleus_seg.geometry import MaskCrop
+from nucleus_seg.inference.instances import Instances
 from nucleus_seg.overlaps import (crops_from_rles, label_map_from_rles, resolve_instances, resolve_overlaps,
                                   rle_runs)
 
