@@ -51,9 +51,10 @@ class CleanUp:
     max_mask_iou: Optional[float] = OUTPUT_MAX_MASK_IOU
 
     def describe(self) -> str:
+        """The clean-up after the score threshold, in words."""
         dup = "off" if self.max_mask_iou is None else f"mask IoU > {self.max_mask_iou:g}"
-        return (f"score >= {self.score_thr:g}, overlaps resolved by score, nuclei keeping < "
-                f"{self.min_kept_fraction:g} of their mask dropped, near-duplicates: {dup}")
+        return (f"overlaps resolved by score, nuclei left with < {self.min_kept_fraction:g} of their mask "
+                f"dropped, near-duplicates ({dup}) suppressed")
 
 
 # ----------------------------------------------------------------------------------- clean-up
@@ -156,6 +157,18 @@ def read_meta_calibration(checkpoint) -> Optional[dict]:
     return dict(calib) if isinstance(calib, dict) and "score_thr" in calib else None
 
 
+def check_calibration_writable(checkpoint, overwrite: bool = False) -> None:
+    """InputError when ``checkpoint`` already has a calibration (meta or calibration.json) and not
+    ``overwrite``."""
+    if overwrite:
+        return
+    if read_meta_calibration(checkpoint) is not None:
+        raise InputError(checkpoint, "already holds a calibration; pass --overwrite to replace it")
+    side_file = calibration_file_for(checkpoint)
+    if osp.exists(side_file) and load_json(side_file).get("checkpoint") == osp.basename(str(checkpoint)):
+        raise InputError(side_file, "already exists for this checkpoint; pass --overwrite to replace it")
+
+
 def write_calibration(checkpoint, calib: dict, overwrite: bool = False) -> List[str]:
     """Store ``calib`` in the checkpoint's meta and as calibration.json beside it; the paths written.
 
@@ -169,16 +182,11 @@ def write_calibration(checkpoint, calib: dict, overwrite: bool = False) -> List[
     checkpoint = str(checkpoint)
     record = {**calib, "checkpoint": osp.basename(checkpoint),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    side_file = calibration_file_for(checkpoint)
+    check_calibration_writable(checkpoint, overwrite)
     ckpt = read_checkpoint(checkpoint)
     meta = ckpt.get("meta")
     if not isinstance(meta, dict):
         meta = {}
-    if not overwrite:
-        if META_KEY in meta:
-            raise InputError(checkpoint, "already holds a calibration; pass --overwrite to replace it")
-        if osp.exists(side_file) and load_json(side_file).get("checkpoint") == osp.basename(checkpoint):
-            raise InputError(side_file, "already exists for this checkpoint; pass --overwrite to replace it")
     meta[META_KEY] = record
     ckpt["meta"] = meta
     tmp = f"{checkpoint}.tmp-{os.getpid()}"
@@ -188,6 +196,7 @@ def write_calibration(checkpoint, calib: dict, overwrite: bool = False) -> List[
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
+    side_file = calibration_file_for(checkpoint)
     atomic_write_json(side_file, record, overwrite=True, indent=1)
     return [checkpoint, side_file]
 
@@ -210,14 +219,18 @@ def _describe_calibration(calib: dict, where: str) -> str:
     return f"calibrated on {calib.get('n_images', '?')} validation images{pq_text}; {where}"
 
 
-def score_threshold_for(explicit: Optional[float] = None, checkpoint=None, calibration_file=None) -> ScoreThreshold:
-    """The score threshold to use: ``explicit`` (--score-thr) wins, then the checkpoint's meta, then a
-    calibration.json (``calibration_file``, or the one beside the checkpoint when it names that
-    checkpoint), then the uncalibrated default 0.5."""
+def score_threshold_for(explicit: Optional[float] = None, checkpoint=None, calibration_file=None,
+                        meta: Optional[dict] = None) -> ScoreThreshold:
+    """The score threshold to use: ``explicit`` (--score-thr) wins, then the checkpoint's meta (``meta``
+    when the caller has read the checkpoint already), then a calibration.json (``calibration_file``, or
+    the one beside the checkpoint when it names that checkpoint), then the uncalibrated default 0.5."""
     if explicit is not None:
         return ScoreThreshold(float(explicit), "--score-thr")
     if checkpoint is not None:
-        calib = read_meta_calibration(checkpoint)
+        if meta is not None:
+            calib = meta.get(META_KEY) if isinstance(meta.get(META_KEY), dict) else None
+        else:
+            calib = read_meta_calibration(checkpoint)
         if calib is not None:
             return ScoreThreshold(float(calib["score_thr"]),
                                   _describe_calibration(calib, f"from the meta of {checkpoint}"), calib)
@@ -235,7 +248,21 @@ def score_threshold_for(explicit: Optional[float] = None, checkpoint=None, calib
     return ScoreThreshold(DEFAULT_SCORE_THR, "default: not calibrated; run tools/test.py CONFIG CKPT --calibrate")
 
 
+def threshold_for_results(explicit: Optional[float], calibration=None, results_path=None) -> ScoreThreshold:
+    """The threshold for a results file (tools without a model): ``explicit``, else ``calibration`` (a
+    calibration.json or a checkpoint), else the calibration.json beside ``results_path``, else 0.5."""
+    if explicit is None and calibration is not None:
+        if not osp.isfile(str(calibration)):
+            raise InputError(calibration, "calibration file not found")
+        if str(calibration).endswith(".json"):
+            return score_threshold_for(None, None, calibration)
+        return score_threshold_for(None, calibration)
+    beside = osp.join(osp.dirname(osp.abspath(str(results_path))), CALIBRATION_FILE) if results_path else None
+    return score_threshold_for(explicit, None, beside)
+
+
 __all__ = ["DEFAULT_SCORE_THR", "OUTPUT_MIN_KEPT_FRACTION", "OUTPUT_MAX_MASK_IOU", "DEFAULT_CANDIDATES",
            "CALIBRATION_FILE", "META_KEY", "CleanUp", "clean_instances", "clean_results",
            "calibrate_score_threshold", "format_calibration_table", "calibration_file_for",
-           "read_meta_calibration", "write_calibration", "ScoreThreshold", "score_threshold_for"]
+           "read_meta_calibration", "check_calibration_writable", "write_calibration", "ScoreThreshold", "score_threshold_for",
+           "threshold_for_results"]

@@ -18,9 +18,15 @@ PER_IMAGE_COLUMNS = ("image_id", "file_name", "tissue", "n_gt", "n_pred", "TP", 
 
 
 def evaluate_files(gt_path, pred_path, score_thr=None, max_dets: Sequence[int] = DEFAULT_MAX_DETS,
-                   with_ap: bool = True) -> dict:
+                   with_ap: bool = True, clean=None) -> dict:
     """Validate both files (ProblemsError naming the file and its first problem) and compute every
-    metric; returns a dict with 'summary', 'coco', 'per_tissue', 'per_image', 'settings'."""
+    metric; returns a dict with 'summary', 'coco', 'per_tissue', 'per_image', 'settings'.
+
+    ``clean`` (a :class:`~nucleus_seg.calibration.CleanUp`, whose threshold then replaces
+    ``score_thr``): the instance metrics score the cleaned, non-overlapping output, as the tools write
+    it; COCO AP always ranks the raw list."""
+    if clean is not None:
+        score_thr = clean.score_thr
     score_thr = DEFAULT_SCORE_THR if score_thr is None else score_thr
     gt = load_json(gt_path)
     validate_coco_gt(gt, gt_path)
@@ -36,8 +42,15 @@ def evaluate_files(gt_path, pred_path, score_thr=None, max_dets: Sequence[int] =
     out = {"settings": {"gt": str(gt_path), "pred": str(pred_path), "score_thr": score_thr,
                         "max_dets": sorted(max_dets)},
            "summary": {}, "coco": {}, "per_tissue": {}, "per_image": []}
+    if clean is not None:
+        out["settings"]["clean_up"] = clean.describe()
     if has_segm:
-        ev = evaluate_instances(gt, results, score_thr=score_thr)
+        if clean is not None:
+            from .calibration import clean_results
+            instances = clean_results(results, gt["images"], clean)
+        else:
+            instances = results
+        ev = evaluate_instances(gt, instances, score_thr=score_thr)
         out["summary"], out["per_tissue"], out["per_image"] = ev.summary, ev.per_tissue, ev.per_image
     if with_ap:
         for iou_type, present in (("segm", has_segm), ("bbox", has_bbox)):

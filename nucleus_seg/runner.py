@@ -89,17 +89,24 @@ def build_test_config(config, checkpoint, *, eval_metrics: Optional[Sequence[str
                       format_only: bool = False, ann_file: Optional[str] = None,
                       img_dir: Optional[str] = None, data_root: Optional[str] = None,
                       work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
-                      launcher: str = "none", outfile_prefix: Optional[str] = None):
+                      launcher: str = "none", outfile_prefix: Optional[str] = None,
+                      score_thr: Optional[float] = None, split: str = "test"):
     """The test config after every override of ``tools/test.py``; returns (config, its COCO metric).
 
     ``eval_metrics`` (mmdet 2.x ``--eval``: 'segm', 'bbox') chooses the COCO metrics; the config's
     other evaluators (AJI / PQ / Dice) run when 'segm' is among them or no choice is made.
     ``format_only`` only writes results (an unlabeled test set); ``outfile_prefix`` is where the COCO
-    metric writes ``<prefix>.segm.json`` / ``.bbox.json``."""
+    metric writes ``<prefix>.segm.json`` / ``.bbox.json``. ``score_thr`` is the threshold of the
+    nucleus metrics (None: their default). ``split="val"`` tests on the config's validation set
+    (calibration) unless ``ann_file`` is given."""
     from . import register  # noqa: F401
 
     check_checkpoint(checkpoint)
     cfg = load_config(config, cfg_options)
+    if split == "val" and not ann_file:
+        if not cfg.get("val_dataloader"):
+            raise InputError(str(config), "has no val_dataloader; pass the validation set's --ann-file")
+        cfg.test_dataloader = cfg.val_dataloader
     cfg.launcher = launcher
     cfg.load_from = str(checkpoint)
     cfg.work_dir = work_dir or default_work_dir(config)
@@ -131,6 +138,8 @@ def build_test_config(config, checkpoint, *, eval_metrics: Optional[Sequence[str
     else:
         others = [dict(e, ann_file=ann_path) for e in evaluators(cfg.test_evaluator)
                   if e.type not in COCO_METRIC_TYPES and (not eval_metrics or "segm" in eval_metrics)]
+        if score_thr is not None:
+            others = [dict(e, score_thr=score_thr) if e["type"] == "NucleusMetric" else e for e in others]
         if outfile_prefix:
             coco.outfile_prefix = outfile_prefix
         cfg.test_evaluator = [coco] + others
@@ -141,6 +150,7 @@ def write_overlays(cfg, segm_json: str, show_dir: str, score_thr: float, overwri
     """Contour overlays of the segm results, one PNG per test image (readable at 1,000 nuclei,
     unlike mmdet's box-and-label visualiser); returns the number written."""
     from .image_io import read_image
+    from .calibration import CleanUp, clean_instances
     from .inference.export import export_overlay, instances_from_coco_results
 
     dataset = cfg.test_dataloader.dataset
@@ -153,8 +163,9 @@ def write_overlays(cfg, segm_json: str, show_dir: str, score_thr: float, overwri
     img_dir = osp.join(dataset.get("data_root", ""), dataset.get("data_prefix", {}).get("img", ""))
     for info in coco["images"]:
         image = read_image(osp.join(img_dir, info["file_name"]))
-        instances = instances_from_coco_results(by_image[info["id"]], info["height"], info["width"],
-                                                label_of, score_thr)
+        instances = clean_instances(instances_from_coco_results(by_image[info["id"]], info["height"],
+                                                                info["width"], label_of, score_thr),
+                                    CleanUp(score_thr))
         name = osp.splitext(osp.basename(info["file_name"]))[0] + ".png"
         export_overlay(osp.join(show_dir, name), image, instances, overwrite=overwrite)
     return len(coco["images"])
@@ -165,12 +176,14 @@ def result_paths(prefix: str, metrics) -> List[str]:
 
 
 def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: Optional[str] = None,
-             out_metrics: Optional[str] = None, score_thr: float = 0.5, overwrite: bool = False,
+             out_metrics: Optional[str] = None, score_thr: Optional[float] = None, overwrite: bool = False,
              log=print, **config_overrides) -> Tuple[dict, List[str]]:
     """Test ``checkpoint``: scores (empty for ``format_only``) and the paths written.
 
-    ``out_prefix`` keeps ``<prefix>.segm.json`` / ``.bbox.json`` (COCO results), ``show_dir`` gets
-    contour overlays (predictions scoring >= ``score_thr``), ``out_metrics`` the scores as JSON.
+    ``out_prefix`` keeps ``<prefix>.segm.json`` / ``.bbox.json`` (COCO results: the raw ranked list,
+    as COCO AP needs), ``show_dir`` gets contour overlays of the cleaned output, ``out_metrics`` the
+    scores as JSON. The nucleus metrics and the overlays use ``score_thr``, or when it is None the
+    checkpoint's calibrated threshold, or 0.5 (logged with its source).
     Existing outputs are refused before any inference unless ``overwrite``; results are written to a
     temporary folder beside them and moved into place when complete. ``config_overrides`` go to
     :func:`build_test_config`."""
@@ -183,7 +196,13 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
         tmp_dir = tempfile.mkdtemp(prefix=".results-", dir=out_dir)
         tmp_prefix = osp.join(tmp_dir, "results")
     try:
-        cfg, coco = build_test_config(config, checkpoint, outfile_prefix=tmp_prefix, **config_overrides)
+        from .calibration import score_threshold_for
+
+        check_checkpoint(checkpoint)
+        threshold = score_threshold_for(score_thr, checkpoint)
+        log(threshold.describe())
+        cfg, coco = build_test_config(config, checkpoint, outfile_prefix=tmp_prefix,
+                                      score_thr=threshold.value, **config_overrides)
         metrics = list(coco.metric) if isinstance(coco.metric, (list, tuple)) else [coco.metric]
         if show_dir and "segm" not in metrics:
             raise InputError(show_dir, "--show-dir draws masks: evaluate segm too")
@@ -197,7 +216,7 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
         # one line per metric group saying how it was computed (scoring mode, threshold, maxDets)
         evaluation = [m.describe() for m in runner.test_evaluator.metrics if hasattr(m, "describe")]
         if show_dir:
-            n = write_overlays(cfg, f"{tmp_prefix}.segm.json", show_dir, score_thr, overwrite)
+            n = write_overlays(cfg, f"{tmp_prefix}.segm.json", show_dir, threshold.value, overwrite)
             log(f"wrote {n} overlays to {show_dir}")
         for metric, path in zip(metrics, final_paths):
             produced = f"{tmp_prefix}.{metric}.json"
@@ -220,6 +239,41 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
     return scores, written
 
 
+def run_calibration(config, checkpoint, *, ann_file: Optional[str] = None, img_dir: Optional[str] = None,
+                    data_root: Optional[str] = None, work_dir: Optional[str] = None,
+                    cfg_options: Optional[dict] = None, launcher: str = "none", overwrite: bool = False,
+                    log=print) -> dict:
+    """Choose ``checkpoint``'s score threshold on the validation set (the config's val set, or
+    ``ann_file``): predict it once, keep the threshold whose cleaned output has the best PQ, and
+    store it in the checkpoint's meta and calibration.json beside it. Returns the calibration."""
+    from mmengine.runner import Runner
+
+    from .calibration import (calibrate_score_threshold, check_calibration_writable,
+                              format_calibration_table, write_calibration)
+
+    check_checkpoint(checkpoint)
+    check_calibration_writable(checkpoint, overwrite)  # before the inference, not after
+    tmp_dir = tempfile.mkdtemp(prefix=".calibration-", dir=osp.dirname(osp.abspath(str(checkpoint))))
+    try:
+        cfg, coco = build_test_config(config, checkpoint, format_only=True, ann_file=ann_file,
+                                      img_dir=img_dir, data_root=data_root, work_dir=work_dir,
+                                      cfg_options=cfg_options, launcher=launcher, split="val",
+                                      outfile_prefix=osp.join(tmp_dir, "val"))
+        coco.metric = ["segm"]
+        Runner.from_cfg(cfg).test()
+        gt = load_json(coco.ann_file)
+        calib = calibrate_score_threshold(gt, load_json(osp.join(tmp_dir, "val.segm.json")))
+        calib["ann_file"] = coco.ann_file
+        written = write_calibration(checkpoint, calib, overwrite=overwrite)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    log(f"calibration on {calib['n_images']} images ({calib['n_gt']} nuclei) of {coco.ann_file}:")
+    log(format_calibration_table(calib))
+    log(f"score threshold {calib['score_thr']:g}: PQ {calib['PQ']:.4f} "
+        f"(at {calib['default_score_thr']:g}: {calib['PQ_at_default']:.4f}); written to {', '.join(written)}")
+    return calib
+
+
 def format_scores(scores: dict) -> str:
     """The scores, one per line, under the lines (``scores["evaluation"]``) saying how they were computed."""
     values = {k: v for k, v in scores.items() if k != "evaluation"}
@@ -229,4 +283,4 @@ def format_scores(scores: dict) -> str:
 
 
 __all__ = ["COCO_METRIC_TYPES", "default_work_dir", "build_train_config", "train", "build_test_config",
-           "write_overlays", "result_paths", "run_test", "format_scores"]
+           "write_overlays", "result_paths", "run_test", "run_calibration", "format_scores"]

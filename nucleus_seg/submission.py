@@ -3,6 +3,7 @@ packed, byte for byte, as ``answer.json`` in a zip. ``tools/make_submission.py``
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -12,9 +13,13 @@ from .validation import Problem, ProblemsError, load_images_and_categories, load
 ANSWER_NAME = "answer.json"
 
 
-def make_submission(results_path, images_path, out_path, overwrite: bool = False) -> Path:
+def make_submission(results_path, images_path, out_path, overwrite: bool = False, clean=None) -> Path:
     """Validate ``results_path`` (COCO segm results) against ``images_path`` (a ``test_img_ids.json``
     list or a COCO test JSON, whose categories are then used) and write the zip ``out_path``.
+
+    ``clean`` (a :class:`~nucleus_seg.calibration.CleanUp`): the submitted nuclei are the cleaned,
+    non-overlapping output (score threshold, overlaps resolved by score, slivers and near-duplicates
+    dropped); None submits the results file byte for byte (raw detections).
 
     Raises :class:`~nucleus_seg.validation.ProblemsError` listing every problem (nothing is written),
     or InputError for unreadable input or an existing ``out_path`` without ``overwrite``.
@@ -27,7 +32,11 @@ def make_submission(results_path, images_path, out_path, overwrite: bool = False
         problems.insert(0, Problem(None, "no results at all (empty list)"))
     if problems:
         raise ProblemsError(results_path, problems)
-    raw = Path(results_path).read_bytes()  # submitted as given: nothing is re-serialised or fixed
+    if clean is None:
+        raw = Path(results_path).read_bytes()  # submitted as given: nothing is re-serialised or fixed
+    else:
+        from .calibration import clean_results
+        raw = json.dumps(clean_results(results, images, clean)).encode("utf-8")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(ANSWER_NAME, raw)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -168,3 +171,28 @@ def test_existing_calibration_needs_overwrite(checkpoint):
         write_calibration(checkpoint, {"score_thr": 0.6, "n_images": 6})
     write_calibration(checkpoint, {"score_thr": 0.6, "n_images": 6}, overwrite=True)
     assert score_threshold_for(None, checkpoint).value == 0.6
+
+
+def test_evaluate_cli_uses_the_calibration_beside_the_results(tmp_path):
+    gt, results = calibration_case()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    pred = tmp_path / "work" / "test.segm.json"
+    pred.parent.mkdir()
+    pred.write_text(json.dumps(results))
+    (pred.parent / CALIBRATION_FILE).write_text(json.dumps({"score_thr": 0.65, "PQ": 0.9, "n_images": 2}))
+    repo = Path(__file__).resolve().parents[1]
+
+    def evaluate(*extra):
+        res = subprocess.run([sys.executable, "tools/evaluate.py", "--gt", str(tmp_path / "gt.json"), "--pred",
+                              str(pred), "--no-ap", "--out-json", str(tmp_path / f"s{len(extra)}.json"), *extra],
+                             cwd=repo, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return res.stdout, json.loads((tmp_path / f"s{len(extra)}.json").read_text())
+
+    out, scores = evaluate()
+    assert "score threshold 0.65 (calibrated on 2 validation images, val PQ 0.900" in out
+    assert str(pred.parent / CALIBRATION_FILE) in out
+    assert scores["summary"]["DQ"] == pytest.approx(1.0)  # every nucleus, no false positive, no duplicate
+    out, scores = evaluate("--score-thr", "0.3")  # an explicit threshold wins
+    assert "score threshold 0.3 (--score-thr)" in out and "score >= 0.3, cleaned" in out
+    assert scores["summary"]["DQ"] < 1.0

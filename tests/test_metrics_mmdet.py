@@ -77,11 +77,15 @@ def test_nucleus_metric_scores_label_maps_unless_told_otherwise(tmp_path):
     ann = write_gt(tmp_path / "gt.json", [(1, 12, 12, [g])])
     results = {}
     for scoring in ("label_map", "overlap_aware"):
-        metric = NucleusMetric(ann_file=ann, scoring=scoring)
-        metric.process({}, [sample(1, [g, g], 12, 12)])  # a duplicate detection
-        results[scoring] = metric.evaluate(size=1)["nucleus/PQ"]
+        for clean_up in (False, True):
+            metric = NucleusMetric(ann_file=ann, scoring=scoring, clean_up=clean_up)
+            metric.process({}, [sample(1, [g, g], 12, 12)])  # a duplicate detection
+            results[scoring, clean_up] = metric.evaluate(size=1)["nucleus/PQ"]
     # label map: the duplicate has no pixel left -> PQ 1; overlap-aware: it is a FP -> DQ 2/3, PQ 2/3
-    assert results == {"label_map": 1.0, "overlap_aware": pytest.approx(2 / 3)}
+    assert results["label_map", False] == 1.0
+    assert results["overlap_aware", False] == pytest.approx(2 / 3)
+    # the output clean-up (on by default) suppresses the duplicate before either scoring
+    assert results["label_map", True] == results["overlap_aware", True] == 1.0
 
 
 def test_nucleus_metric_accepts_already_encoded_masks(tmp_path):

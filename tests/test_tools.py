@@ -47,7 +47,7 @@ def dsb_project(dsb_root, tmp_path_factory):
     work = tmp / "work"
     res = run("tools/train.py", TINY, "--data-root", data, "--work-dir", work, "--no-validate", *QUICK)
     assert (work / "iter_2.pth").is_file(), res.stdout[-2000:]
-    return dict(tmp=tmp, data=data, work=work, ids=ids, ckpt=work / "iter_2.pth")
+    return dict(tmp=tmp, data=data, work=work, ids=ids, ckpt=work / "iter_2.pth", train_stdout=res.stdout)
 
 
 def test_test_tool_evaluates_with_mmdet2_style_eval_flag(dsb_project):
@@ -57,12 +57,13 @@ def test_test_tool_evaluates_with_mmdet2_style_eval_flag(dsb_project):
               "--work-dir", p["tmp"] / "eval", "--out-metrics", metrics, "--show-dir", p["tmp"] / "show",
               "--score-thr", "0", "--cfg-options", "model.test_cfg.rcnn.score_thr=0.0")
     out = res.stdout
+    assert "score threshold 0 (--score-thr)" in out  # an explicit threshold wins over the calibration
     keys = ("coco/segm_mAP", "coco/segm_mAP@100", "coco/bbox_mAP", "coco/bbox_mAP@100", "nucleus/PQ",
             "nucleus/AJI", "nucleus/Dice")
     for key in keys:
         assert key in out, out[-2000:]
     # the printed table says how each group of scores was computed
-    assert "nucleus/*: instance metrics: label maps" in out and "score >= 0.5" in out
+    assert "nucleus/*: instance metrics: label maps" in out and "score >= 0.0 (output clean-up" in out
     assert "coco/*: COCO AP: all predictions ranked by score; mAP* at maxDets 1000" in out
     scores = json.loads(metrics.read_text())
     assert all(0.0 <= scores[k] <= 1.0 for k in keys if scores[k] is not None)
@@ -94,12 +95,56 @@ def test_format_only_then_submission_round_trip(dsb_project):
     again = run(*args, ok=False)
     assert again.returncode == 2 and "already exists" in again.stderr
 
-    answer = p["tmp"] / "answer.zip"
+    # --raw: the detections byte for byte, overlapping and all
+    raw = p["tmp"] / "raw.zip"
     run("tools/make_submission.py", "--results", f"{prefix}.segm.json", "--images", p["tmp"] / "ids.json",
-        "--out", answer)
-    with zipfile.ZipFile(answer) as z:
+        "--out", raw, "--raw")
+    with zipfile.ZipFile(raw) as z:
         assert z.namelist() == ["answer.json"]
         assert json.loads(z.read("answer.json")) == segm
+    assert pixels_claimed_twice(segm, 0.0) > 0  # an untrained model's detections overlap
+
+    # by default: the non-overlapping nuclei at the threshold given (or calibrated)
+    answer = p["tmp"] / "answer.zip"
+    res = run("tools/make_submission.py", "--results", f"{prefix}.segm.json", "--images", p["tmp"] / "ids.json",
+              "--out", answer, "--score-thr", "0.05")
+    assert "score threshold 0.05 (--score-thr)" in res.stdout
+    with zipfile.ZipFile(answer) as z:
+        cleaned = json.loads(z.read("answer.json"))
+    assert cleaned and len(cleaned) < len(segm)
+    assert min(r["score"] for r in cleaned) >= 0.05
+    assert pixels_claimed_twice(cleaned, 0.0) == 0
+
+
+def pixels_claimed_twice(results, score_thr) -> int:
+    """Pixels covered by more than one result of the same image."""
+    import numpy as np
+    import pycocotools.mask as mask_utils
+
+    total = 0
+    for image_id in {r["image_id"] for r in results}:
+        rles = [dict(r["segmentation"], counts=r["segmentation"]["counts"].encode()) for r in results
+                if r["image_id"] == image_id and r["score"] >= score_thr]
+        cover = mask_utils.decode(rles).astype(np.int32).sum(axis=2)
+        total += int((cover > 1).sum())
+    return total
+
+
+def test_training_calibrates_and_the_tools_say_which_threshold(dsb_project):
+    p = dsb_project
+    # tools/train.py calibrated the last checkpoint on the val split (2 tiles here)
+    assert "score threshold" in p["train_stdout"] and "written to" in p["train_stdout"]
+    calib = json.loads((p["work"] / "calibration.json").read_text())
+    assert calib["checkpoint"] == "iter_2.pth" and calib["n_images"] == 2
+    thr = calib["score_thr"]
+    res = run("tools/test.py", TINY, p["ckpt"], "--data-root", p["data"], "--eval", "segm",
+              "--work-dir", p["tmp"] / "eval_cal")
+    assert f"score threshold {thr:g} (calibrated on 2 validation images" in res.stdout
+    assert "from the meta of" in res.stdout and f"score >= {float(thr)}" in res.stdout
+    # calibrating again needs --overwrite; nothing is replaced without it
+    again = run("tools/test.py", TINY, p["ckpt"], "--calibrate", "--data-root", p["data"],
+                "--work-dir", p["tmp"] / "cal", ok=False)
+    assert again.returncode == 2 and "already holds a calibration" in again.stderr
 
 
 def test_resume_from_the_work_dir(dsb_project):

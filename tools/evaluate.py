@@ -3,9 +3,12 @@
     python tools/evaluate.py --gt instance_val.json --pred results.segm.json [--per-image]
                              [--out-csv per_image.csv] [--out-json scores.json] [--overwrite]
 
-Prints AJI, AJI+, PQ, DQ, SQ, F1, precision, recall, Dice (predictions with score >= --score-thr), mPQ/bPQ
-and per-class PQ when the GT has more than one category, and COCO segm/bbox AP at the largest --max-dets
-(all predictions). Malformed input ends with one line ``error: <file>: <problem>`` and exit status 2.
+Prints AJI, AJI+, PQ, DQ, SQ, F1, precision, recall, Dice, mPQ/bPQ and per-class PQ when the GT has more
+than one category -- of the cleaned output: predictions scoring at least the threshold, overlaps resolved by
+score, slivers and near-duplicates dropped (``--raw``: the thresholded predictions as given) -- and COCO
+segm/bbox AP at the largest --max-dets over all predictions (the raw ranked list). The threshold is
+--score-thr, else the calibration of --calibration (calibration.json or a checkpoint), else the
+calibration.json beside --pred, else 0.5; the one used is printed with its source. Malformed input ends with one line ``error: <file>: <problem>`` and exit status 2.
 Definitions: docs/metrics.md. The work is done by :mod:`nucleus_seg.evaluation`.
 """
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nucleus_seg.calibration import CleanUp, threshold_for_results  # noqa: E402
 from nucleus_seg.errors import run_cli  # noqa: E402
 from nucleus_seg.evaluation import (evaluate_files, format_report, json_safe,  # noqa: E402
                                     per_image_csv)
@@ -29,7 +33,12 @@ def parse_args(argv):
     ap.add_argument("--gt", required=True, help="COCO instance GT JSON")
     ap.add_argument("--pred", required=True, help="COCO results JSON (segm or bbox)")
     ap.add_argument("--score-thr", type=float, default=None,
-                    help="drop predictions below this score for the instance metrics (default 0.5; AP uses all)")
+                    help="drop predictions below this score for the instance metrics (default: calibrated, "
+                         "else 0.5; AP uses all)")
+    ap.add_argument("--calibration", help="calibration.json or checkpoint whose calibrated threshold to use "
+                                          "(default: calibration.json beside --pred, if any)")
+    ap.add_argument("--raw", action="store_true",
+                    help="score the thresholded predictions as given (no overlap clean-up)")
     ap.add_argument("--max-dets", type=int, nargs="+", default=list(DEFAULT_MAX_DETS),
                     help="COCO maxDets; AP is reported at the largest (default 100 300 1000)")
     ap.add_argument("--no-ap", action="store_true", help="skip COCO AP (faster)")
@@ -45,9 +54,15 @@ def main(argv=None) -> int:
     for path in (args.out_csv, args.out_json):
         if path:
             check_writable(path, args.overwrite)  # fail before the work, not after
-    res = evaluate_files(args.gt, args.pred, args.score_thr, args.max_dets, with_ap=not args.no_ap)
+    threshold = threshold_for_results(args.score_thr, args.calibration, args.pred)
+    print(threshold.describe())
+    clean = None if args.raw else CleanUp(threshold.value)
+    res = evaluate_files(args.gt, args.pred, threshold.value, args.max_dets, with_ap=not args.no_ap, clean=clean)
+    res["settings"]["threshold_source"] = threshold.source
     ap_note = "no AP" if args.no_ap else f"AP: all predictions, maxDets={max(args.max_dets)}"
-    print(f"{args.pred} vs {args.gt} (instance metrics: score >= {res['settings']['score_thr']}; {ap_note})")
+    cleaned = "raw" if args.raw else f"cleaned: {clean.describe()}"
+    print(f"{args.pred} vs {args.gt} (instance metrics: score >= {res['settings']['score_thr']:g}, {cleaned}; "
+          f"{ap_note})")
     print(format_report(res, per_image=args.per_image))
     if args.out_csv:
         atomic_write_text(args.out_csv, per_image_csv(res), overwrite=args.overwrite)

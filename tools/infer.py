@@ -5,6 +5,9 @@
 
 INPUT: image files, folders (their .png/.jpg/.tif/... files) or quoted glob patterns. Large images
 are processed in overlapping tiles (--tile, --overlap); nuclei on tile seams come out once and whole.
+Nuclei never overlap in the outputs: detections scoring at least the threshold (the checkpoint's
+calibrated one unless --score-thr; printed with its source), each pixel to the highest score, slivers and
+near-duplicates dropped (docs/calibration.md).
 A bad input file is reported at the end (exit status 2) without stopping the others. See
 docs/inference.md.
 """
@@ -34,7 +37,9 @@ def parse_args(argv=None):
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size in pixels")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                    help="overlap between tiles in pixels; keep it above the largest nucleus diameter")
-    p.add_argument("--score-thr", type=float, default=0.5, help="drop detections scoring below this")
+    p.add_argument("--score-thr", type=float, default=None,
+                   help="drop detections scoring below this (default: the checkpoint's calibrated threshold, "
+                        "else 0.5; the one used is printed with its source)")
     p.add_argument("--dedup-thr", type=float, default=DEFAULT_DEDUP_THR,
                    help="overlap at which predictions of one nucleus from two tiles are merged")
     p.add_argument("--max-per-img", type=int, default=1000, help="detections per tile at most")
@@ -65,6 +70,7 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     check_run_outputs(args.out, args.formats, args.overwrite)  # before the slow model load
 
+    from nucleus_seg.calibration import CleanUp
     from nucleus_seg.inference.predictor import load_predictor
 
     device = args.device
@@ -73,9 +79,10 @@ def main(argv=None) -> int:
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
     predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
                                args.max_per_img, args.scale_factor)
+    print(predictor.threshold.describe())
     infer_files(files, predictor, args.out, predictor.class_names, args.formats, args.tile,
                 args.overlap, args.dedup_thr, args.overwrite, progress=not args.no_progress,
-                report=report)
+                report=report, clean=CleanUp(predictor.score_thr))
     print(report.format())
     return EXIT_BAD_INPUT if report.failed else 0
 

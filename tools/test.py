@@ -5,12 +5,15 @@
     python tools/test.py CONFIG CHECKPOINT --format-only --ann-file data/nucleus/annotations/instance_test.json \
         --img-dir data/nucleus/test --out-prefix work_dirs/results/test
         -> work_dirs/results/test.segm.json, work_dirs/results/test.bbox.json
+    python tools/test.py CONFIG CHECKPOINT --calibrate      # score threshold that maximises val PQ
 
 ``--eval`` takes mmdet 2.x style metric names (``segm``, ``bbox``); without it the config's evaluators
 run (COCO AP at 1,000 and 100 detections + AJI / PQ / Dice on label maps). The headline ``segm_mAP`` is
 the AP at maxDets=1000, ``segm_mAP@100`` the stock one; the scores are printed under lines saying how
-each group was computed (see docs/metrics.md). The work is done by
-:func:`nucleus_seg.runner.run_test`.
+each group was computed (see docs/metrics.md). The nucleus metrics score the cleaned output (score
+threshold, overlaps resolved by score); the threshold is --score-thr, else the checkpoint's calibrated
+one (``--calibrate``, docs/calibration.md), else 0.5, and is printed with its source. The results JSON
+is the raw ranked list. The work is done by :func:`nucleus_seg.runner.run_test` / ``run_calibration``.
 """
 from __future__ import annotations
 
@@ -42,7 +45,12 @@ def parse_args(argv=None):
     p.add_argument("--img-dir", help="folder the --ann-file's file_name entries are relative to")
     p.add_argument("--data-root", help="dataset root replacing the config's")
     p.add_argument("--show-dir", help="write contour overlay PNGs of the predicted masks here")
-    p.add_argument("--score-thr", type=float, default=0.5, help="score threshold for --show-dir")
+    p.add_argument("--score-thr", type=float, default=None,
+                   help="score threshold of the nucleus metrics and --show-dir (default: the checkpoint's "
+                        "calibrated one, else 0.5; the one used is printed with its source)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="choose the score threshold that maximises PQ on the validation set (the config's, "
+                        "or --ann-file) and store it in the checkpoint's meta and calibration.json beside it")
     p.add_argument("--work-dir", help="where the test log goes (default work_dirs/<config name>)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
@@ -50,14 +58,21 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.format_only and not args.out_prefix:
         p.error("--format-only needs --out-prefix")
+    if args.calibrate and (args.format_only or args.out_prefix or args.show_dir or args.eval or args.out_metrics):
+        p.error("--calibrate runs on its own (it writes only the calibration)")
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     return args
 
 
 def main(argv=None) -> int:
-    from nucleus_seg.runner import format_scores, run_test
+    from nucleus_seg.runner import format_scores, run_calibration, run_test
 
     args = parse_args(argv)
+    if args.calibrate:
+        run_calibration(args.config, args.checkpoint, ann_file=args.ann_file, img_dir=args.img_dir,
+                        data_root=args.data_root, work_dir=args.work_dir, cfg_options=args.cfg_options,
+                        launcher=args.launcher, overwrite=args.overwrite)
+        return 0
     scores, _ = run_test(args.config, args.checkpoint, out_prefix=args.out_prefix,
                          show_dir=args.show_dir, out_metrics=args.out_metrics,
                          score_thr=args.score_thr, overwrite=args.overwrite,

@@ -2,7 +2,9 @@
 """Train a nucleus model: ``python tools/train.py CONFIG [options]``.
 
 CPU or one GPU as is; several GPUs with ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun).
-Outputs go to ``work_dirs/<config name>/`` unless ``--work-dir`` says otherwise. The work is done by
+Outputs go to ``work_dirs/<config name>/`` unless ``--work-dir`` says otherwise. After training, the
+last checkpoint's score threshold is calibrated on the config's validation set (the one maximising PQ;
+stored in the checkpoint's meta and calibration.json; ``--no-calibrate`` skips it). The work is done by
 :mod:`nucleus_seg.runner`.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from nucleus_seg.errors import run_cli  # noqa: E402  (first: it quiets mmengine's import)
+from nucleus_seg.errors import InputError, run_cli  # noqa: E402  (first: it quiets mmengine's import)
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -32,6 +34,9 @@ def parse_args(argv=None):
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="stop after this much training wall time and save a checkpoint")
     p.add_argument("--no-validate", action="store_true", help="skip validation during training")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip choosing the score threshold on the validation set after training "
+                        "(tools/test.py CONFIG CKPT --calibrate does it later)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: config or random)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction,
                    help="override config settings, e.g. train_cfg.max_epochs=12")
@@ -50,8 +55,28 @@ def main(argv=None) -> int:
                              resume=args.resume, amp=args.amp, no_pretrained=args.no_pretrained,
                              time_budget=args.time_budget, no_validate=args.no_validate,
                              seed=args.seed, cfg_options=args.cfg_options, launcher=args.launcher)
-    print(f"work dir: {train(cfg)}")
+    work_dir = train(cfg)
+    print(f"work dir: {work_dir}")
+    if not args.no_calibrate:
+        calibrate_after_training(args, work_dir)
     return 0
+
+
+def calibrate_after_training(args, work_dir: str) -> None:
+    """The last checkpoint's score threshold, chosen on the config's validation set (skipped, with a
+    note, where there is none or several processes trained)."""
+    from nucleus_seg.runner import run_calibration
+
+    marker = os.path.join(work_dir, "last_checkpoint")
+    if args.launcher != "none" or not os.path.isfile(marker):
+        print("calibration skipped (distributed run or no checkpoint); run tools/test.py CONFIG CKPT --calibrate")
+        return
+    checkpoint = open(marker).read().strip()
+    try:
+        run_calibration(args.config, checkpoint, data_root=args.data_root, work_dir=work_dir,
+                        cfg_options=args.cfg_options, overwrite=True)
+    except InputError as exc:
+        print(f"calibration skipped: {exc}")
 
 
 if __name__ == "__main__":

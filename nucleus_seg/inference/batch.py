@@ -81,8 +81,12 @@ def infer_files(files: Sequence[Path], predictor: Predictor, out_dir, class_name
                 formats: Sequence[str] = ("coco", "geojson", "labels"), tile: int = DEFAULT_TILE,
                 overlap: int = DEFAULT_OVERLAP, dedup_thr: float = DEFAULT_DEDUP_THR,
                 overwrite: bool = False, progress: bool = True,
-                report: Optional[BatchReport] = None) -> BatchReport:
+                report: Optional[BatchReport] = None, clean=None) -> BatchReport:
     """Run tiled inference on each file and write the chosen exports into ``out_dir``.
+
+    ``clean`` (a :class:`~nucleus_seg.calibration.CleanUp`): the image's nuclei, tiles merged, are made
+    non-overlapping before export (the model predictor already cleans each tile; this also resolves
+    nuclei of neighbouring tiles that overlap).
 
     COCO image ids are 1-based positions in ``files`` (stable whether or not others fail)."""
     out_dir = Path(out_dir)
@@ -115,6 +119,9 @@ def infer_files(files: Sequence[Path], predictor: Predictor, out_dir, class_name
                       file=sys.stderr, disable=not progress) as bar:
                 instances = run_tiled(image, predictor, tile, overlap, dedup_thr,
                                       progress=lambda done, total: bar.update(1))
+            if clean is not None:
+                from ..calibration import clean_instances
+                instances = clean_instances(instances, clean)
             written = []
             if "geojson" in formats:
                 written.append(export_geojson(targets["geojson"], instances, class_names, overwrite))

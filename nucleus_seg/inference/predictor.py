@@ -94,13 +94,19 @@ def tile_to_model_inputs(pipeline, tile_rgb: np.ndarray) -> dict:
 
 
 class MMDetPredictor:
-    """Callable predictor: RGB uint8 tile -> :class:`Instances` in tile coordinates."""
+    """Callable predictor: RGB uint8 tile -> :class:`Instances` in tile coordinates.
+
+    With ``clean_up`` (default) a tile's nuclei do not overlap: detections scoring at least
+    ``score_thr``, overlaps resolved by score, slivers and near-duplicates dropped
+    (:mod:`nucleus_seg.calibration`)."""
 
     def __init__(self, model, class_names: Sequence[str], score_thr: float = 0.5,
-                 scale_factor: Optional[float] = None):
+                 scale_factor: Optional[float] = None, clean_up: bool = True):
         self.model = model
         self.class_names = tuple(class_names)
         self.score_thr = float(score_thr)
+        self.clean_up = clean_up
+        self.threshold = None  # the ScoreThreshold (value and source) when built by load_predictor
         self.pipeline = build_tile_pipeline(model.cfg, scale_factor)  # built once, used per tile
 
     def __call__(self, tile_rgb: np.ndarray) -> Instances:
@@ -115,14 +121,21 @@ class MMDetPredictor:
             return Instances.empty(height, width)
         pred = pred[keep]
         masks = pred.masks.cpu().numpy().astype(bool, copy=False)
-        return Instances.from_full_masks(masks, pred.scores.cpu().numpy(),
-                                         pred.labels.cpu().numpy(), height, width)
+        instances = Instances.from_full_masks(masks, pred.scores.cpu().numpy(),
+                                              pred.labels.cpu().numpy(), height, width)
+        if self.clean_up:
+            from ..calibration import CleanUp, clean_instances
+            instances = clean_instances(instances, CleanUp(self.score_thr))
+        return instances
 
 
-def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0.5,
-                   max_per_img: int = 1000, scale_factor: Optional[float] = None) -> MMDetPredictor:
+def load_predictor(config, checkpoint, device: str = "cpu", score_thr: Optional[float] = None,
+                   max_per_img: int = 1000, scale_factor: Optional[float] = None,
+                   clean_up: bool = True) -> MMDetPredictor:
     """Build the model of ``config`` with the weights of ``checkpoint`` as a tile predictor.
 
+    ``score_thr`` None: the checkpoint's calibrated threshold, else 0.5 (``predictor.threshold`` says
+    which and why).
     ``max_per_img`` is the cap on detections per tile (RPN proposals are raised to it where the
     config sets fewer): dense tissue holds hundreds of nuclei per tile. ``scale_factor`` replaces
     the test pipeline's Resize by a fixed zoom (see MMDetPredictor)."""
@@ -162,4 +175,9 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
                                     f"{tuple(meta['classes'])} but the config {cfg_path} has "
                                     f"{num_classes}")
     model.dataset_meta = {"classes": tuple(names)}
-    return MMDetPredictor(model, names, score_thr, scale_factor)
+    from ..calibration import score_threshold_for
+
+    threshold = score_threshold_for(score_thr, ckpt_path, meta=ckpt.get("meta"))
+    predictor = MMDetPredictor(model, names, threshold.value, scale_factor, clean_up)
+    predictor.threshold = threshold
+    return predictor

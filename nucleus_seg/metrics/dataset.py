@@ -58,6 +58,8 @@ def describe_settings(settings: Dict[str, object]) -> str:
     scoring = ("label maps (a pixel claimed by several predictions goes to the highest score)"
                if settings.get("scoring") == LABEL_MAP else "overlap-aware (instances scored as given)")
     text = f"instance metrics: {scoring}, score >= {settings.get('score_thr')}"
+    if settings.get("clean_up"):
+        text += f" (output clean-up: {settings['clean_up']})"
     if settings.get("multi_class"):
         averaging = "mean per tissue, then over tissues" if settings.get("pannuke") else \
             "no tissue in the GT: mean over images"

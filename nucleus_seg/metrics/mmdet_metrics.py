@@ -71,6 +71,11 @@ class NucleusMetric(BaseMetric):
         iou_thr: PQ match threshold (0.5; below it matches are a maximum-IoU one-to-one assignment).
         scoring: 'label_map' (default: predictions rasterised by score, a pixel belongs to one nucleus,
             as HoVer-Net / PanNuke score) or 'overlap_aware' (instances scored as given).
+        clean_up, min_kept_fraction, max_mask_iou: the output clean-up applied before scoring, as every
+            output gets it (:mod:`nucleus_seg.calibration`; ``clean_up=False`` scores the thresholded
+            predictions as given): overlaps resolved by score, a nucleus left with less than
+            ``min_kept_fraction`` of its mask dropped, one whose mask IoU with a kept, higher-scoring
+            nucleus is above ``max_mask_iou`` (None: off) suppressed. Unset: the output defaults.
         backend_args, collect_device, prefix: as BaseMetric / CocoMetric. Keys are ``nucleus/<name>``;
         with more than one class also ``mPQ``, ``bPQ`` (PanNuke reference protocol), ``mPQ_strict``,
         ``bPQ_strict`` (every false positive counted) and ``PQ_<class>``.
@@ -80,8 +85,11 @@ class NucleusMetric(BaseMetric):
     default_prefix: Optional[str] = "nucleus"
 
     def __init__(self, ann_file: Optional[str] = None, score_thr: float = DEFAULT_SCORE_THR,
-                 iou_thr: float = 0.5, scoring: str = LABEL_MAP, backend_args: Optional[dict] = None,
+                 iou_thr: float = 0.5, scoring: str = LABEL_MAP, clean_up: bool = True,
+                 min_kept_fraction: Optional[float] = None,
+                 max_mask_iou: Optional[float] = -1.0, backend_args: Optional[dict] = None,
                  collect_device: str = "cpu", prefix: Optional[str] = None) -> None:
+        from ..calibration import OUTPUT_MAX_MASK_IOU, OUTPUT_MIN_KEPT_FRACTION
         super().__init__(collect_device=collect_device, prefix=prefix)
         if ann_file is None:
             raise ValueError("NucleusMetric needs ann_file (a COCO instance JSON with the ground truth)")
@@ -91,6 +99,10 @@ class NucleusMetric(BaseMetric):
         self.score_thr = float(score_thr)
         self.iou_thr = float(iou_thr)
         self.scoring = scoring
+        self.clean_up = bool(clean_up)
+        # None / -1 (unset): the output defaults
+        self.min_kept_fraction = OUTPUT_MIN_KEPT_FRACTION if min_kept_fraction is None else float(min_kept_fraction)
+        self.max_mask_iou = OUTPUT_MAX_MASK_IOU if max_mask_iou == -1.0 else max_mask_iou
         # what the last evaluation did (mode, threshold, protocol), for the head of a printed table
         self.settings = {"scoring": scoring, "score_thr": self.score_thr, "iou_thr": self.iou_thr}
 
@@ -121,9 +133,14 @@ class NucleusMetric(BaseMetric):
             for rle, score, label in zip(r["rles"], r["scores"], r["labels"]):
                 dets.append({"image_id": r["img_id"], "category_id": label_cat[int(label)],
                              "segmentation": rle, "score": float(score)})
+        from ..calibration import CleanUp, clean_results
+
+        clean = CleanUp(self.score_thr, self.min_kept_fraction, self.max_mask_iou) if self.clean_up else None
+        if clean is not None:
+            dets = clean_results(dets, self._gt["images"], clean)
         ev = evaluate_instances(self._gt, dets, score_thr=self.score_thr, iou_thr=self.iou_thr,
                                 image_ids=image_ids, scoring=self.scoring)
-        self.settings = ev.settings
+        self.settings = {**ev.settings, **({"clean_up": clean.describe()} if clean else {})}
         out = OrderedDict((k, float(ev.summary[k])) for k in _HEADLINE)
         for k in TISSUE_MEAN_KEYS:
             if k in ev.summary:
