@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--lock", default="/tmp/nucleus-bench.lock",
                    help="lock file held while the models train, so timed runs never overlap")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for our model (train, calibration and test), e.g. for recipe experiments")
     return p.parse_args(argv)
 
 
@@ -191,13 +193,20 @@ def train_ours(args, out: Path) -> dict:
         return load_json(timing)
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
+    options = ["--cfg-options", *args.cfg_options] if args.cfg_options else []
+    # Calibration is timed on its own (train.py would otherwise run it at the end, inside train_s).
     train_s = run([sys.executable, "tools/train.py", CONFIG, "--data-root", out / "data", "--work-dir", work,
-                   "--time-budget", args.budget - args.reserve, "--no-validate", "--seed", args.seed], log)
+                   "--time-budget", args.budget - args.reserve, "--no-validate", "--no-calibrate",
+                   "--seed", args.seed, *options], log)
     ckpt = last_checkpoint(work)
     if ckpt is None:
         raise InputError(work, "training finished without a checkpoint")
-    info = {"checkpoint": str(ckpt), "train_s": train_s, "thresholds_s": 0.0, "score_thr": None,
-            "threshold_source": "tools default (no calibration yet)"}
+    thresholds_s = run([sys.executable, "tools/test.py", CONFIG, ckpt, "--calibrate", "--data-root", out / "data",
+                        "--work-dir", work / "calibrate_logs", *options], log)
+    calib = load_json(work / "calibration.json")
+    iters = int(ckpt.stem.split("_")[-1]) if ckpt.stem.startswith("iter_") else None
+    info = {"checkpoint": str(ckpt), "iterations": iters, "train_s": train_s, "thresholds_s": thresholds_s,
+            "calibration": calib, "cfg_options": args.cfg_options}
     atomic_write_json(timing, info, indent=1)
     return info
 
@@ -206,9 +215,10 @@ def predict_ours(info: dict, files: dict, out: Path) -> Path:
     prefix = out / "ours" / "test"
     segm = Path(f"{prefix}.segm.json")
     if not segm.exists():
+        options = ["--cfg-options", *info["cfg_options"]] if info.get("cfg_options") else []
         run([sys.executable, "tools/test.py", CONFIG, info["checkpoint"], "--format-only",
              "--ann-file", files["test"], "--img-dir", out / "data" / "train", "--out-prefix", prefix,
-             "--work-dir", out / "ours" / "test_logs"], out / "ours" / "log.txt")
+             "--work-dir", out / "ours" / "test_logs", *options], out / "ours" / "log.txt")
     return segm
 
 
@@ -276,8 +286,11 @@ def main(argv=None) -> int:
     if "ours" in infos:
         info = infos["ours"]
         segm = predict_ours(info, files, out)
-        scores = score(files["test"], segm, out / "ours" / "test_scores.json", info["score_thr"])
-        info["threshold"] = (f"score >= {scores['settings']['score_thr']:g} ({info['threshold_source']})")
+        # evaluate.py finds the calibration.json beside the results (the work dir) by itself.
+        scores = score(files["test"], segm, out / "ours" / "test_scores.json")
+        calib = info["calibration"]
+        info["threshold"] = (f"score >= {scores['settings']['score_thr']:g} (calibrated: val PQ "
+                             f"{calib['PQ']:.3f}, {calib['PQ_at_default']:.3f} at 0.5; {info['iterations']} iterations)")
         rows.append(("this project (CPU config)", scores, info))
     if "stardist" in infos:
         info = infos["stardist"]
