@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     train_dir = out / "train"
     ckpt = last_checkpoint(train_dir)
     if ckpt is None:
-        step(f"3. train the CPU-sized Mask R-CNN from scratch for {args.time_budget:.0f}s",
+        step(f"3. train the CPU-sized Mask R-CNN from scratch for {args.time_budget:.0f}s, then calibrate "
+             "its score threshold on the val tiles",
              ["tools/train.py", CONFIG, "--data-root", data, "--work-dir", train_dir,
               "--time-budget", args.time_budget, "--no-validate", "--seed", "0"], [])
         ckpt = last_checkpoint(train_dir)
@@ -122,9 +123,9 @@ def main(argv=None) -> int:
          ["tools/test.py", CONFIG, ckpt, "--format-only", "--ann-file", ann / "instance_test.json",
           "--img-dir", data / "test", "--out-prefix", out / "test", "--work-dir", out / "test_logs"],
          [Path(f"{out / 'test'}.segm.json"), Path(f"{out / 'test'}.bbox.json")])
-    step("6. checked submission answer.zip",
+    step("6. checked submission answer.zip (non-overlapping nuclei at the calibrated threshold)",
          ["tools/make_submission.py", "--results", f"{out / 'test'}.segm.json",
-          "--images", SAMPLE / "test_img_ids.json", "--out", out / "answer.zip"],
+          "--images", SAMPLE / "test_img_ids.json", "--out", out / "answer.zip", "--calibration", ckpt],
          [out / "answer.zip"])
     step("7. tiled inference on the test tiles: GeoJSON for QuPath, label PNGs, overlays",
          ["tools/infer.py", CONFIG, ckpt, SAMPLE / "test", "--out", out / "infer",
