@@ -7,5 +7,5 @@ from . import compat  # noqa: F401  (fixes first: later imports may load checkpo
 from . import datasets  # noqa: F401  NucleusCocoDataset
 from . import hooks  # noqa: F401  TrainTimeBudgetHook
 from .metrics import mmdet_metrics  # noqa: F401  DenseCocoMetric, NucleusMetric
-from .models import point_head  # noqa: F401  CropMaskPointHead
+from .models import bbox_overlaps, point_head  # noqa: F401  ChunkedBboxOverlaps2D, CropMaskPointHead
 from . import transforms  # noqa: F401  RandomRot90
