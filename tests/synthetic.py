@@ -78,3 +78,20 @@ def make_disc_dataset(root, n_images: int = 2, height: int = 96, width: int = 12
         (root / "annotations" / f"instance_{split}.json").write_text(json.dumps(coco))
     return root
 
+
+TINY_CONFIG = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
+
+
+def tiny_train_config(data_root, work_dir):
+    """The CPU-sized config on ``data_root`` for in-process training runs: no dataloader workers,
+    no validation or test loop, seed 0. Callers set the schedule and hooks they need."""
+    from nucleus_seg.config_utils import load_config, replace_data_root
+    cfg = load_config(TINY_CONFIG)
+    replace_data_root(cfg, str(data_root))
+    cfg.work_dir = str(work_dir)
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
+    cfg.randomness = dict(seed=0)
+    return cfg

@@ -29,7 +29,8 @@ def parse_args(argv=None):
                    help="train from random initialisation instead of the config's load_from checkpoint")
     p.add_argument("--data-root", help="dataset root replacing the config's (data/nucleus/ by default)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="stop after this much training wall time and save a checkpoint")
+                   help="stop after the iteration in which this much training wall time ran out, "
+                        "and save a checkpoint (epoch-based schedules too)")
     p.add_argument("--no-validate", action="store_true", help="skip validation during training")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: config or random)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction,
@@ -46,6 +47,7 @@ def build_train_config(args):
     import nucleus_seg.register  # noqa: F401  (compat fixes + registrations)
     from nucleus_seg.checkpoints import check_pretrained
     from nucleus_seg.config_utils import load_config, replace_data_root
+    from nucleus_seg.time_budget import apply_time_budget
 
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
@@ -69,8 +71,7 @@ def build_train_config(args):
             raise InputError(args.resume, "checkpoint to resume from not found")
         cfg.resume, cfg.load_from = True, args.resume
     if args.time_budget:
-        cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [
-            dict(type="TrainTimeBudgetHook", max_seconds=args.time_budget)]
+        apply_time_budget(cfg, args.time_budget)
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.seed is not None:
