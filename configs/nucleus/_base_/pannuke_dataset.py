@@ -5,6 +5,9 @@
 # Only `pannuke_*` names here (model configs that inherit this also inherit a nucleus config).
 pannuke_data_root = 'data/pannuke/coco/'
 pannuke_classes = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epithelial')
+# PanNuke patches are 40x, 0.25 um/px (Gamper et al. 2020); PanNuke model configs set
+# nucleus_mpp = pannuke_mpp (what nucleus_seg.slide.model_mpp reads).
+pannuke_mpp = 0.25
 # As nucleus_train_crop: bounds memory per step; a 256 px patch rescaled x2 (<= 640 px) passes whole.
 pannuke_train_crop = (1024, 1024)
 pannuke_train_pipeline = [
