@@ -38,17 +38,12 @@ PROPOSALS = 2000
 
 
 def nucleus_boxes(n: int, size: int, seed: int = 0):
-    """``n`` nucleus-like boxes (14-40 px, the x2-rescaled size of 7-20 px nuclei) on a jittered grid."""
-    import numpy as np
+    """Boxes of ``n`` nuclei on a ``size`` px image at the configs' x2 zoom (20-40 px across)."""
     import torch
-    rng = np.random.default_rng(seed)
-    side = int(np.ceil(np.sqrt(n)))
-    step = size / side
-    cells = np.array([(i, j) for i in range(side) for j in range(side)][:n], np.float64)
-    centres = (cells + 0.5) * step + rng.uniform(-0.2, 0.2, (n, 2)) * step
-    half = rng.uniform(7, 20, (n, 2))
-    boxes = np.concatenate([centres - half, centres + half], 1).clip(0, size)
-    return torch.tensor(boxes, dtype=torch.float32)
+    from synthetic_nuclei import ellipse_polygons, nucleus_layout, polygon_boxes
+    centres, semi_axes = nucleus_layout(n, size / 2, seed)
+    boxes = polygon_boxes(ellipse_polygons(centres * 2, semi_axes * 2))
+    return torch.tensor(boxes.clip(0, size), dtype=torch.float32)
 
 
 def priors_for(stage: str, size: int, gt, device):

@@ -70,6 +70,7 @@ def test_dense_scene_settings_admit_1000_instances(path):
         assert sampler.num >= DENSE_MIN
         assert stage.assigner.gpu_assign_thr > 0  # thousands of GT boxes: assign on CPU
     assert model.train_cfg.rpn.assigner.gpu_assign_thr > 0
+    _assert_assign_fits_the_gpu_budget(cfg)
     coco = [e for e in evaluators(cfg.val_evaluator) if e.type == "DenseCocoMetric"]
     assert coco and max(coco[0].proposal_nums) >= DENSE_MIN
     if "tiny" not in path:  # fine-tuning configs: lr follows the real batch size, COCO weights local
@@ -81,6 +82,24 @@ def test_dense_scene_settings_admit_1000_instances(path):
     train = cfg.train_dataloader.dataset
     datasets = train.datasets if train.type == "ConcatDataset" else [train]
     assert datasets and all(d.type == "NucleusCocoDataset" for d in datasets)
+
+
+def _assert_assign_fits_the_gpu_budget(cfg):
+    """The IoU matrix an assigner builds on the GPU (4 bytes per (GT, prior) pair with the chunked
+    calculator) fits dense_scene.py's budget up to gpu_assign_thr GT boxes, on the training crop."""
+    model, budget = cfg.model, cfg.dense_assign_gpu_budget_bytes
+    (crop,) = [t.crop_size for t in _train_dataset(cfg).pipeline if t.type == "RandomCrop"]
+    anchors = model.rpn_head.anchor_generator
+    per_location = len(anchors.ratios) * len(anchors.scales)
+    rpn_priors = sum(per_location * -(-crop[0] // s) * -(-crop[1] // s) for s in anchors.strides)
+    rpn = model.train_cfg.rpn.assigner
+    assert rpn.iou_calculator.type == "ChunkedBboxOverlaps2D"
+    assert 4 * rpn_priors * rpn.gpu_assign_thr <= budget
+    proposals = model.train_cfg.rpn_proposal.max_per_img
+    for stage in _stages(model.train_cfg.rcnn):
+        assert stage.assigner.iou_calculator.type == "ChunkedBboxOverlaps2D"
+        thr = stage.assigner.gpu_assign_thr
+        assert 4 * (proposals + thr) * thr <= budget  # the GT boxes are added as proposals
 
 
 def _num_classes(cfg):
