@@ -150,7 +150,7 @@ def test_training_calibrates_and_the_tools_say_which_threshold(dsb_project):
 def test_resume_from_the_work_dir(dsb_project):
     p = dsb_project
     work = p["tmp"] / "resumed"
-    run("tools/train.py", TINY, "--data-root", p["data"], "--work-dir", work, "--no-validate",
+    run("tools/train.py", TINY, "--data-root", p["data"], "--work-dir", work, "--no-validate", "--no-calibrate",
         "--resume", p["ckpt"], "--cfg-options", "train_cfg.max_iters=3",
         "default_hooks.checkpoint.interval=1", "train_dataloader.num_workers=0",
         "train_dataloader.persistent_workers=False")
