@@ -5,6 +5,9 @@
 # Only `pannuke_*` names here (model configs that inherit this also inherit a nucleus config).
 pannuke_data_root = 'data/pannuke/coco/'
 pannuke_classes = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epithelial')
+# PanNuke patches are 40x, 0.25 um/px (Gamper et al. 2020); PanNuke model configs set
+# nucleus_mpp = pannuke_mpp (what nucleus_seg.slide.model_mpp reads).
+pannuke_mpp = 0.25
 # The same steps as nucleus_train_pipeline, repeated as mmengine's rules force: a base cannot read a
 # sibling base's values, and inheriting nucleus_dataset.py here would define its keys twice.
 pannuke_train_pipeline = [
