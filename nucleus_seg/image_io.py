@@ -13,7 +13,8 @@ image map equal values to equal pixels:
   16 bits (v * 257, as PNG and TIFF writers widen) comes back unchanged. (mmcv's loader used
   ``v >> 8``, which also round-trips such data but truncates everything else; nearest is unbiased.)
   A 12-bit camera image in a 16-bit file is therefore dark: rescale it to the 16-bit range first;
-* other integer types: ``round(v * 255 / max of the type)``; negative values are an error;
+* other integer types: ``round(v * 255 / max of the type)``; negative values are an error; where the
+  file declares its bit depth (TIFF BitsPerSample, e.g. 12 in uint16) that range is used instead;
 * bool: 0 / 255; float: values in [0, 1], ``round(v * 255)`` (other values are an error);
 * grey: repeated in R, G and B; alpha (grey + alpha, RGBA): dropped.
 
@@ -81,21 +82,26 @@ def decode_image_file(path, what: str = "image") -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ images -> RGB8
-def to_uint8(array: np.ndarray) -> np.ndarray:
+def to_uint8(array: np.ndarray, significant_bits: Optional[int] = None) -> np.ndarray:
     """Pixel values as uint8 by the rule of their data type (module docstring); ValueError for
-    values the rule does not cover."""
+    values the rule does not cover. ``significant_bits``: integer data whose file declares fewer
+    bits than its type holds (a TIFF's BitsPerSample = 12 in uint16) spans 0 .. 2**bits - 1
+    instead of the type's range; larger values saturate."""
     dtype = array.dtype
-    if dtype == np.uint8:
-        return array
     if dtype == bool:
         return array.view(np.uint8) * np.uint8(255)
-    if dtype == np.uint16:
-        return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257)
     if np.issubdtype(dtype, np.integer):
+        bits = np.iinfo(dtype).bits - (1 if np.issubdtype(dtype, np.signedinteger) else 0)
+        if significant_bits is not None and 0 < significant_bits < bits:
+            bits = int(significant_bits)
+        if dtype == np.uint8 and bits == 8:
+            return array
         if np.issubdtype(dtype, np.signedinteger) and array.size and array.min() < 0:
             raise ValueError(f"{dtype} pixel values below 0 (min {array.min()})")
-        top = float(np.iinfo(dtype).max)
-        return np.rint(array.astype(np.float64) * 255.0 / top).astype(np.uint8)
+        if dtype == np.uint16 and bits == 16:
+            return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257)
+        top = float(2 ** bits - 1)  # odd, so v * 255 / top is never halfway between integers
+        return np.rint(np.minimum(array, top).astype(np.float64) * 255.0 / top).astype(np.uint8)
     if np.issubdtype(dtype, np.floating):
         if array.size and not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= 1):
             raise ValueError(f"{dtype} pixel values must lie in [0, 1] "

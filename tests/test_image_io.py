@@ -29,6 +29,9 @@ def test_conversion_is_one_rule_per_dtype():
     assert to_uint8(np.array([0.0, 0.5, 1.0])).tolist() == [0, 128, 255]
     assert to_uint8(np.array([False, True])).tolist() == [0, 255]
     assert to_uint8(np.array([0, 2 ** 31 - 1], np.int32)).tolist() == [0, 255]
+    # a declared bit depth (TIFF BitsPerSample 12 in uint16) sets the range; beyond it saturates
+    assert to_uint8(np.array([0, 2048, 4095, 5000], np.uint16), significant_bits=12).tolist() == [0, 128, 255, 255]
+    assert to_uint8(np.array([0, 1000, 65535], np.uint16), significant_bits=16).tolist() == [0, 4, 255]
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         to_uint8(np.array([0.0, 255.0]))
     with pytest.raises(ValueError, match="below 0"):
