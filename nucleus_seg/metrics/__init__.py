@@ -15,15 +15,14 @@ out of this package's import so that scoring a results file does not pay for imp
 See docs/metrics.md.
 """
 from .dataset import (DEFAULT_MAX_DETS, DEFAULT_SCORE_THR, STOCK_MAX_DETS, NucleusEvaluation, coco_ap,
-                      dense_coco_stats, describe_ap, describe_settings, evaluate_instances, is_pannuke_shaped,
-                      to_rle)
+                      dense_coco_stats, describe_ap, describe_settings, evaluate_instances, is_pannuke_shaped)
 from .instance import (LABEL_MAP, OVERLAP_AWARE, SCORING_MODES, Overlaps, aggregated_jaccard,
                        aggregated_jaccard_plus, foreground_dice, match_pq, pairwise_overlaps, panoptic_quality,
                        score_image)
 
 __all__ = [
     "DEFAULT_MAX_DETS", "DEFAULT_SCORE_THR", "STOCK_MAX_DETS", "NucleusEvaluation", "coco_ap",
-    "dense_coco_stats", "describe_ap", "describe_settings", "evaluate_instances", "is_pannuke_shaped", "to_rle",
+    "dense_coco_stats", "describe_ap", "describe_settings", "evaluate_instances", "is_pannuke_shaped",
     "LABEL_MAP", "OVERLAP_AWARE", "SCORING_MODES", "Overlaps", "aggregated_jaccard", "aggregated_jaccard_plus",
     "foreground_dice", "match_pq", "pairwise_overlaps", "panoptic_quality", "score_image",
 ]

@@ -20,6 +20,7 @@ import pycocotools.mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..geometry import to_rle
 from .instance import LABEL_MAP, score_image
 
 DEFAULT_SCORE_THR = 0.5
@@ -32,18 +33,6 @@ TISSUE_MEAN_KEYS = ("mPQ", "bPQ", "mPQ_strict", "bPQ_strict")
 
 # Keys averaged over images for the summary; NaN per-image values (undefined) are skipped.
 IMAGE_MEAN_KEYS = ("AJI", "AJI_plus", "PQ", "DQ", "SQ", "F1", "precision", "recall", "Dice")
-
-
-def to_rle(segmentation, height: int, width: int) -> dict:
-    """Compressed RLE (bytes counts, as pycocotools wants) from polygons, uncompressed or compressed RLE."""
-    if isinstance(segmentation, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    counts = segmentation["counts"]
-    if isinstance(counts, list):
-        return mask_utils.frPyObjects(segmentation, height, width)
-    if isinstance(counts, str):
-        return {"size": list(segmentation["size"]), "counts": counts.encode("ascii")}
-    return segmentation
 
 
 def _nanmean(values) -> float:
@@ -261,6 +250,6 @@ def coco_ap(gt: dict, results: Sequence[dict], iou_type: str = "segm",
     return dense_coco_stats(coco_eval)
 
 
-__all__ = ["DEFAULT_SCORE_THR", "DEFAULT_MAX_DETS", "STOCK_MAX_DETS", "to_rle", "NucleusEvaluation",
+__all__ = ["DEFAULT_SCORE_THR", "DEFAULT_MAX_DETS", "STOCK_MAX_DETS", "NucleusEvaluation",
            "is_pannuke_shaped", "describe_settings", "describe_ap", "evaluate_instances", "dense_coco_stats",
            "with_stock_max_dets", "coco_ap"]
