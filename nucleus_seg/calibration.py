@@ -72,8 +72,8 @@ def clean_results(results: Sequence[dict], images: Sequence[dict], clean: CleanU
     ``images`` are the COCO image records (``id``, ``height``, ``width``) the results refer to. Each
     kept record gets its resolved mask as compressed RLE, and the ``bbox`` and ``area`` of that mask;
     other keys are kept. Polygon or uncompressed-RLE segmentations are accepted."""
-    from .geometry import crop_to_rle, to_rle
-    from .overlaps import crops_from_rles, resolve_overlaps
+    from .geometry import crop_from_segmentation, crop_to_rle
+    from .overlaps import resolve_overlaps
 
     size = {im["id"]: (int(im["height"]), int(im["width"])) for im in images}
     by_image: Dict[object, List[dict]] = defaultdict(list)
@@ -86,8 +86,7 @@ def clean_results(results: Sequence[dict], images: Sequence[dict], clean: CleanU
         if image_id not in size:
             raise ValueError(f"result for unknown image_id {image_id!r}")
         h, w = size[image_id]
-        rles = [to_rle(r["segmentation"], h, w) for r in records]
-        crops = crops_from_rles(rles)
+        crops = [crop_from_segmentation(r["segmentation"], h, w) for r in records]
         present = [i for i, c in enumerate(crops) if c is not None]
         res = resolve_overlaps([crops[i] for i in present], [records[i]["score"] for i in present],
                                clean.min_kept_fraction, clean.max_mask_iou)

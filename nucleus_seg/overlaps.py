@@ -21,7 +21,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .geometry import MaskCrop, intersection_area, paste_crop
+from .geometry import MaskCrop, crop_from_segmentation, crop_iou, paste_crop, rle_run_lengths_batch
 from .inference.instances import Instances
 
 # Side of the square cells of the spatial index that finds instances whose boxes may touch; nuclei
@@ -77,11 +77,8 @@ def resolve_overlaps(masks: Sequence[MaskCrop], scores: Optional[Sequence[float]
         near = {j for cell in _cells(crop) for j in grid.get(cell, ())}
         near = sorted(j for j in near if crop.x0 < masks[j].x1 and masks[j].x0 < crop.x1
                       and crop.y0 < masks[j].y1 and masks[j].y0 < crop.y1)
-        if max_mask_iou is not None and near:
-            inter = np.array([intersection_area(crop, masks[j]) for j in near], dtype=np.float64)
-            union = areas[i] + np.array([areas[j] for j in near], dtype=np.float64) - inter
-            if (inter / union > max_mask_iou).any():
-                continue
+        if max_mask_iou is not None and any(crop_iou(crop, masks[j]) > max_mask_iou for j in near):
+            continue
         own = crop.mask.copy()
         for j in near:  # clear the pixels of kept, higher-scoring instances
             other = masks[j]
@@ -111,67 +108,23 @@ def resolve_instances(instances: Instances, min_kept_fraction: float = 0.0,
 
 # -------------------------------------------------------------------------------------------- RLE
 
-def _counts_bytes(rle: dict) -> bytes:
-    counts = rle["counts"]
-    if isinstance(counts, str):
-        return counts.encode("ascii")
-    if isinstance(counts, (bytes, bytearray)):
-        return bytes(counts)
-    raise ValueError("expected compressed RLE counts (str or bytes); convert with pycocotools first")
-
-
-def _segment_starts(segment: np.ndarray) -> np.ndarray:
-    """Positions where a sorted segment id array changes (the first element included)."""
-    return np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]]) if len(segment) else np.zeros(0, np.int64)
-
-
 def _segmented_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
     """Inclusive cumulative sum restarting at each segment (``segment`` sorted)."""
     total = np.cumsum(values)
-    starts = _segment_starts(segment)
-    before = (total - values)[starts]
-    return total - np.repeat(before, np.diff(np.r_[starts, len(values)]))
+    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]]) if len(segment) else segment
+    return total - np.repeat((total - values)[starts], np.diff(np.r_[starts, len(values)]))
 
 
 def rle_runs(rles: Sequence[dict]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Foreground runs of compressed COCO RLEs as (owner, start, length) arrays.
 
     ``owner`` is the index of the RLE, ``start`` a column-major pixel index (x * height + y), as COCO
-    RLE counts run. The counts strings of all RLEs are decoded together with numpy (pycocotools only
-    decodes to full-size masks): 6 bits per character, 5 of value, a continuation bit, a sign bit on a
-    value's last character, and counts after the third stored as differences from the count two
-    places earlier (pycocotools' rleFrString).
+    RLE counts run; the counts of all RLEs are decoded together (:func:`rle_run_lengths_batch`).
     """
-    strings = [_counts_bytes(r) for r in rles]
-    empty = np.zeros(0, dtype=np.int64)
-    if not strings or not any(strings):
-        return empty, empty, empty
-    ends_at = np.cumsum([len(s) for s in strings])
-    char = np.frombuffer(b"".join(strings), dtype=np.uint8).astype(np.int64) - 48
-    if char.min() < 0 or char.max() > 63:
-        raise ValueError("invalid character in RLE counts")
-    last = (char & 0x20) == 0            # the last character of a value
-    string_ends = ends_at[np.diff(np.r_[0, ends_at]) > 0] - 1
-    if not last[string_ends].all():
-        raise ValueError("truncated RLE counts")
-    value_end = np.flatnonzero(last)
-    value_start = np.r_[0, value_end[:-1] + 1]
-    shift = 5 * (np.arange(len(char)) - np.repeat(value_start, value_end - value_start + 1))
-    value = np.add.reduceat((char & 0x1F) << shift, value_start)
-    negative = (char[value_end] & 0x10) != 0
-    value[negative] -= np.left_shift(1, shift[value_end[negative]] + 5)
-    owner = np.searchsorted(ends_at, value_start, side="right")
-    first = _segment_starts(owner)
-    j = np.arange(len(value)) - np.repeat(first, np.diff(np.r_[first, len(value)]))  # count index in its RLE
-    # Undo the differences: counts 1, 3, 5, ... and 2, 4, 6, ... are two cumulative sums per RLE.
-    chain = owner * 3 + np.where(j == 0, 0, np.where(j % 2 == 1, 1, 2))
-    order = np.argsort(chain, kind="stable")
-    runs = np.empty_like(value)
-    runs[order] = _segmented_cumsum(value[order], chain[order])
-    if (runs < 0).any():
-        raise ValueError("negative run length in RLE counts")
+    runs, owner = rle_run_lengths_batch([r["counts"] for r in rles])
     start = _segmented_cumsum(runs, owner) - runs
-    fg = (j % 2 == 1) & (runs > 0)
+    first = np.searchsorted(owner, owner)
+    fg = ((np.arange(len(runs)) - first) % 2 == 1) & (runs > 0)  # runs alternate 0s, 1s, 0s, ...
     return owner[fg], start[fg], runs[fg]
 
 
@@ -184,27 +137,6 @@ def _rle_shape(rles: Sequence[dict], height: Optional[int], width: Optional[int]
         if tuple(int(v) for v in r["size"]) != (height, width):
             raise ValueError(f"RLE of size {list(r['size'])} in a {height} x {width} image")
     return height, width
-
-
-def crops_from_rles(rles: Sequence[dict]) -> List[Optional[MaskCrop]]:
-    """The tight :class:`MaskCrop` of each RLE (None for an empty mask), without full-size masks."""
-    if not rles:
-        return []
-    height, _ = _rle_shape(rles, None, None)
-    owner, start, length = rle_runs(rles)
-    pixel, pixel_owner = _expand_runs(owner, start, length)
-    crops: List[Optional[MaskCrop]] = [None] * len(rles)
-    bounds = np.r_[0, np.cumsum(np.bincount(pixel_owner, minlength=len(rles)))]
-    for i in range(len(rles)):
-        pix = pixel[bounds[i]:bounds[i + 1]]
-        if len(pix) == 0:
-            continue
-        xs, ys = np.divmod(pix, height)
-        x0, y0 = int(xs.min()), int(ys.min())
-        mask = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), dtype=bool)
-        mask[ys - y0, xs - x0] = True
-        crops[i] = MaskCrop(x0, y0, mask)
-    return crops
 
 
 def _expand_runs(owner, start, length):
@@ -227,12 +159,12 @@ def label_map_from_rles(rles: Sequence[dict], height: Optional[int] = None, widt
     height, width = _rle_shape(rles, height, width)
     n = len(rles)
     if min_kept_fraction > 0 or max_mask_iou is not None:
-        crops = crops_from_rles(rles)
+        crops = [crop_from_segmentation(r, height, width) for r in rles]
         present = [i for i, c in enumerate(crops) if c is not None]
         res = resolve_overlaps([crops[i] for i in present],
                                None if scores is None else np.asarray(scores)[present],
                                min_kept_fraction, max_mask_iou)
-        labels = np.zeros((height, width), dtype=np.int32)
+        labels = np.zeros((height, width), dtype=np.int32, order="F")  # the same layout as below
         for k, crop in zip(res.keep, res.masks):
             paste_crop(labels, crop, present[k] + 1)
         return labels
@@ -249,5 +181,5 @@ def label_map_from_rles(rles: Sequence[dict], height: Optional[int] = None, widt
     return label_of_rank[best].reshape(width, height).T
 
 
-__all__ = ["Resolved", "resolve_overlaps", "resolve_instances", "rle_runs", "crops_from_rles",
-           "label_map_from_rles", "score_order"]
+__all__ = ["Resolved", "resolve_overlaps", "resolve_instances", "rle_runs", "label_map_from_rles",
+           "score_order"]

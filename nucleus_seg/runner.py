@@ -73,7 +73,8 @@ def build_train_config(config, *, work_dir: Optional[str] = None, data_root: Opt
     if seed is not None:
         cfg.randomness = dict(seed=seed)
     _check_annotation_files(cfg, ("train_dataloader", "val_dataloader"),
-                            "convert your data with converters/mask2coco.py, or pass --data-root")
+                            "convert your data with converters/mask2coco.py (PanNuke: pannuke2coco.py, "
+                            "then pannuke_splits.py), or pass --data-root")
     return cfg
 
 
@@ -178,7 +179,8 @@ def result_paths(prefix: str, metrics) -> List[str]:
 def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: Optional[str] = None,
              out_metrics: Optional[str] = None, score_thr: Optional[float] = None, overwrite: bool = False,
              log=print, **config_overrides) -> Tuple[dict, List[str]]:
-    """Test ``checkpoint``: scores (empty for ``format_only``) and the paths written.
+    """Test ``checkpoint``: scores (empty for ``format_only``; ``scores['evaluation']`` lists how each
+    group was computed) and the paths written.
 
     ``out_prefix`` keeps ``<prefix>.segm.json`` / ``.bbox.json`` (COCO results: the raw ranked list,
     as COCO AP needs), ``show_dir`` gets contour overlays of the cleaned output, ``out_metrics`` the
@@ -213,8 +215,11 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
         from mmengine.runner import Runner
         runner = Runner.from_cfg(cfg)
         scores = runner.test() or {}
-        # one line per metric group saying how it was computed (scoring mode, threshold, maxDets)
-        evaluation = [m.describe() for m in runner.test_evaluator.metrics if hasattr(m, "describe")]
+        if scores:
+            # how each group of keys was computed (scoring mode, score threshold, AP maxDets), kept
+            # with the scores so every printed or saved table says it
+            scores = {"evaluation": [m.describe() for m in runner.test_evaluator.metrics
+                                     if hasattr(m, "describe")], **scores}
         if show_dir:
             n = write_overlays(cfg, f"{tmp_prefix}.segm.json", show_dir, threshold.value, overwrite)
             log(f"wrote {n} overlays to {show_dir}")
@@ -226,8 +231,6 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
                 log(f"wrote {path}")
         if config_overrides.get("format_only"):
             scores = {}
-        if scores:
-            scores = {**scores, "evaluation": evaluation}
         if scores and out_metrics:
             from .evaluation import json_safe
             atomic_write_json(out_metrics, json_safe(scores), overwrite=overwrite, indent=1)
@@ -275,7 +278,7 @@ def run_calibration(config, checkpoint, *, ann_file: Optional[str] = None, img_d
 
 
 def format_scores(scores: dict) -> str:
-    """The scores, one per line, under the lines (``scores["evaluation"]``) saying how they were computed."""
+    """One score a line, under the lines of ``scores['evaluation']`` that say how they were computed."""
     values = {k: v for k, v in scores.items() if k != "evaluation"}
     width = max((len(k) for k in values), default=0)
     return "\n".join(list(scores.get("evaluation", [])) + [

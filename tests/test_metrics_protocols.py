@@ -356,9 +356,10 @@ def test_pannuke_scores_agree_with_the_reference_evaluation(tmp_path):
         assert nan_equal(ev.summary[f"PQ_{name}"], value, 1e-5), name
 
 
-def test_pannuke_old_and_new_numbers_differ_on_a_worked_example(tmp_path):
-    """The closing-note example: the scores this project printed before (overlap-aware, every false
-    positive counted = today's *_strict with scoring='overlap_aware') next to the reference protocol's."""
+@pytest.fixture()
+def worked_example(tmp_path):
+    """The closing-note example: three 32 x 32 PanNuke patches in the on-disk format, converted, with
+    predictions (a false positive of an absent class, one on an empty patch, a duplicate inside a nucleus)."""
     shape = (32, 32)
     nuc, other = box(*shape, 2, 10, 2, 10), box(*shape, 20, 28, 20, 28)
     inside = box(*shape, 3, 9, 3, 9)          # a duplicate detection lying inside `nuc`
@@ -372,20 +373,52 @@ def test_pannuke_old_and_new_numbers_differ_on_a_worked_example(tmp_path):
     results = [result(1, nuc, cat["neoplastic"], 0.9), result(1, other, cat["dead"], 0.8),  # a 'dead' FP
                result(2, other, cat["connective"], 0.7),                                 # FP on an empty image
                result(3, nuc, cat["inflammatory"], 0.9), result(3, inside, cat["inflammatory"], 0.6)]
-    new = evaluate_instances(coco, results)
-    old = evaluate_instances(coco, results, scoring="overlap_aware")
-    # reference: Breast mPQ = image 0 only (image 1 skipped, 'dead' skipped) = 1; bPQ = image 0: TP 1, FP 1
-    #   -> 2/3. Colon: the duplicate inside `nuc` has no pixel left on the label map -> 1, 1.
-    #   mPQ = (1 + 1)/2 = 1, bPQ = (2/3 + 1)/2 = 5/6
-    assert new.summary["mPQ"] == pytest.approx(1.0) and new.summary["bPQ"] == pytest.approx(5 / 6)
-    # the reference on the same predictions as masks.npy channels (the duplicate has no pixel there)
-    pred = np.zeros_like(masks)
+    pred = np.zeros_like(masks)  # the same predictions as the reference reads them (masks.npy channels)
     pred[0, nuc, PANNUKE_CHANNELS.index("neoplastic")] = 1
     pred[0, other, PANNUKE_CHANNELS.index("dead")] = 2
     pred[1, other, PANNUKE_CHANNELS.index("connective")] = 1
-    pred[2, nuc, PANNUKE_CHANNELS.index("inflammatory")] = 1
+    pred[2, nuc, PANNUKE_CHANNELS.index("inflammatory")] = 1  # the duplicate has no pixel left
+    return coco, results, masks, pred
+
+
+def test_pannuke_old_and_new_numbers_differ_on_a_worked_example(worked_example):
+    """The scores this project printed before (overlap-aware, every false positive counted = today's
+    *_strict with scoring='overlap_aware') next to the reference protocol's."""
+    coco, results, masks, pred = worked_example
+    new = evaluate_instances(coco, results)
+    old = evaluate_instances(coco, results, scoring="overlap_aware")
+    # reference: Breast mPQ = image 0 only (image 1 skipped, 'dead' skipped) = 1; bPQ = image 0: TP 1, FP 1
+    #   -> 2/3. Colon: the duplicate inside the nucleus has no pixel left on the label map -> 1, 1.
+    #   mPQ = (1 + 1)/2 = 1, bPQ = (2/3 + 1)/2 = 5/6
+    assert new.summary["mPQ"] == pytest.approx(1.0) and new.summary["bPQ"] == pytest.approx(5 / 6)
     ref_mpq, ref_bpq, _ = reference_pannuke(masks, pred, ["Breast", "Breast", "Colon"])
     assert (ref_mpq, ref_bpq) == (pytest.approx(1.0, abs=1e-5), pytest.approx(5 / 6, abs=1e-5))
     # before: Breast mPQ = ((1 + 0)/2 + 0)/2 = 1/4, bPQ = (2/3 + 0)/2 = 1/3; Colon (duplicate = FP): 2/3, 2/3
     #   mPQ = (1/4 + 2/3)/2 = 11/24, bPQ = (1/3 + 2/3)/2 = 1/2
     assert old.summary["mPQ_strict"] == pytest.approx(11 / 24) and old.summary["bPQ_strict"] == pytest.approx(0.5)
+
+
+def test_evaluate_tool_says_how_every_figure_was_computed(worked_example, tmp_path, capsys):
+    import importlib.util
+    import json
+    coco, results, _, _ = worked_example
+    (tmp_path / "gt.json").write_text(json.dumps(coco))
+    (tmp_path / "pred.json").write_text(json.dumps(results))
+    spec = importlib.util.spec_from_file_location("evaluate_tool", "tools/evaluate.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    # label maps: mPQ 1 (see above), mPQ_strict: Breast ((1 + 0)/2 + 0)/2, Colon 1 -> 5/8;
+    # overlap-aware: the Colon duplicate is a FP there: mPQ (1 + 2/3)/2 = 5/6, mPQ_strict 11/24 (see above)
+    for scoring, mpq, mpq_strict in (("label-map", "1.0000", "0.6250"), ("overlap-aware", "0.8333", "0.4583")):
+        out_json = tmp_path / f"{scoring}.json"
+        assert tool.main(["--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"),
+                          "--scoring", scoring, "--out-json", str(out_json)]) == 0
+        text = capsys.readouterr().out
+        mode = "label maps (a pixel claimed by several" if scoring == "label-map" else "overlap-aware"
+        assert f"instance metrics: {mode}" in text and "score >= 0.5" in text
+        assert "mPQ/bPQ: PanNuke reference protocol" in text and "mean per tissue, then over tissues" in text
+        assert "COCO AP: all predictions ranked by score; mAP* at maxDets 1000, mAP*@100 at maxDets 100" in text
+        rows = dict(line.split()[:2] for line in text.splitlines() if line[:1].isalpha() and len(line.split()) == 2)
+        assert rows["mPQ"] == mpq and rows["mPQ_strict"] == mpq_strict
+        assert "segm_mAP" in rows and "segm_mAP@100" in rows
+        assert json.loads(out_json.read_text())["settings"]["scoring"] == scoring.replace("-", "_")

@@ -5,10 +5,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
-from nucleus_seg.geometry import MaskCrop
+from nucleus_seg.geometry import MaskCrop, crop_from_segmentation
 from nucleus_seg.inference.instances import Instances
-from nucleus_seg.overlaps import (crops_from_rles, label_map_from_rles, resolve_instances, resolve_overlaps,
-                                  rle_runs)
+from nucleus_seg.overlaps import label_map_from_rles, resolve_instances, resolve_overlaps, rle_runs
 
 
 def rle(mask: np.ndarray, as_str: bool = False) -> dict:
@@ -71,10 +70,11 @@ def test_rle_runs_decode_like_pycocotools():
 
 
 def test_rle_runs_refuse_malformed_counts():
-    with pytest.raises(ValueError):
-        rle_runs([{"size": [4, 4], "counts": "0" + chr(0x20 + 48)}])  # last value continues past the end
-    with pytest.raises(ValueError):
-        rle_runs([{"size": [4, 4], "counts": " "}])
+    ok = {"size": [4, 4], "counts": "0`0"}
+    with pytest.raises(ValueError, match="truncated"):  # a value continuing into the next RLE's counts
+        rle_runs([{"size": [4, 4], "counts": "0" + chr(0x20 + 48)}, ok])
+    with pytest.raises(ValueError, match="invalid character"):
+        rle_runs([ok, {"size": [4, 4], "counts": " "}])
 
 
 def test_label_map_gives_each_pixel_to_the_highest_score():
@@ -144,13 +144,10 @@ def test_resolve_crops_match_brute_force_across_index_cells():
                 np.testing.assert_array_equal(crop.to_full(*shape), expected[i])
 
 
-def test_crops_from_rles_and_resolve_instances():
+def test_resolve_instances():
     shape = (12, 12)
-    a, b = box(shape, 0, 6, 0, 6), box(shape, 3, 9, 3, 9)
-    crops = crops_from_rles([rle(a), rle(np.zeros(shape, bool)), rle(b)])
-    assert crops[1] is None
-    assert crops[0].box == (0, 0, 6, 6) and crops[2].box == (3, 3, 9, 9)
-    inst = Instances(np.array([0.4, 0.9]), np.array([1, 0]), [crops[0], crops[2]], height=12, width=12)
+    crops = [crop_from_segmentation(rle(m), *shape) for m in (box(shape, 0, 6, 0, 6), box(shape, 3, 9, 3, 9))]
+    inst = Instances(np.array([0.4, 0.9]), np.array([1, 0]), crops, height=12, width=12)
     out = resolve_instances(inst)
     assert out.scores.tolist() == pytest.approx([0.4, 0.9]) and out.labels.tolist() == [1, 0]  # input order
     assert out.masks[0].area == 36 - 9 and out.masks[1].area == 36

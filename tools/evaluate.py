@@ -3,12 +3,14 @@
     python tools/evaluate.py --gt instance_val.json --pred results.segm.json [--per-image]
                              [--out-csv per_image.csv] [--out-json scores.json] [--overwrite]
 
-Prints AJI, AJI+, PQ, DQ, SQ, F1, precision, recall, Dice, mPQ/bPQ and per-class PQ when the GT has more
-than one category -- of the cleaned output: predictions scoring at least the threshold, overlaps resolved by
-score, slivers and near-duplicates dropped (``--raw``: the thresholded predictions as given) -- and COCO
-segm/bbox AP at the largest --max-dets over all predictions (the raw ranked list). The threshold is
---score-thr, else the calibration of --calibration (calibration.json or a checkpoint), else the
-calibration.json beside --pred, else 0.5; the one used is printed with its source. Malformed input ends with one line ``error: <file>: <problem>`` and exit status 2.
+Prints AJI, AJI+, PQ, DQ, SQ, F1, precision, recall, Dice, mPQ/bPQ (PanNuke reference protocol) and
+per-class PQ when the GT has more than one category -- of the cleaned output: predictions scoring at least
+the threshold, overlaps resolved by score, slivers and near-duplicates dropped (``--raw``: the thresholded
+predictions as given, rasterised into label maps by score unless --scoring overlap-aware) -- and COCO
+segm/bbox AP over all predictions (the raw ranked list) at the largest --max-dets and at 100. The threshold
+is --score-thr, else the calibration of --calibration (calibration.json or a checkpoint), else the
+calibration.json beside --pred, else 0.5; the one used is printed with its source. Malformed input ends
+with one line ``error: <file>: <problem>`` and exit status 2.
 Definitions: docs/metrics.md. The work is done by :mod:`nucleus_seg.evaluation`.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from nucleus_seg.evaluation import (evaluate_files, format_report, json_safe,  #
                                     per_image_csv)
 from nucleus_seg.fileio import atomic_write_json, atomic_write_text, check_writable  # noqa: E402
 from nucleus_seg.metrics.dataset import DEFAULT_MAX_DETS  # noqa: E402
+from nucleus_seg.metrics.instance import SCORING_MODES  # noqa: E402
 
 
 def parse_args(argv):
@@ -39,8 +42,12 @@ def parse_args(argv):
                                           "(default: calibration.json beside --pred, if any)")
     ap.add_argument("--raw", action="store_true",
                     help="score the thresholded predictions as given (no overlap clean-up)")
+    ap.add_argument("--scoring", choices=[m.replace("_", "-") for m in SCORING_MODES], default="label-map",
+                    help="with --raw: label-map (default): predictions rasterised by score, a pixel belongs to "
+                         "one nucleus, as HoVer-Net / PanNuke score; overlap-aware: instances scored as given "
+                         "(the cleaned output has no overlaps, so both give the same figures)")
     ap.add_argument("--max-dets", type=int, nargs="+", default=list(DEFAULT_MAX_DETS),
-                    help="COCO maxDets; AP is reported at the largest (default 100 300 1000)")
+                    help="COCO maxDets; AP is reported at the largest and at 100 (default 100 300 1000)")
     ap.add_argument("--no-ap", action="store_true", help="skip COCO AP (faster)")
     ap.add_argument("--per-image", action="store_true", help="also print one row per image")
     ap.add_argument("--out-csv", help="write per-image metrics as CSV")
@@ -57,12 +64,9 @@ def main(argv=None) -> int:
     threshold = threshold_for_results(args.score_thr, args.calibration, args.pred)
     print(threshold.describe())
     clean = None if args.raw else CleanUp(threshold.value)
-    res = evaluate_files(args.gt, args.pred, threshold.value, args.max_dets, with_ap=not args.no_ap, clean=clean)
+    res = evaluate_files(args.gt, args.pred, threshold.value, args.max_dets, with_ap=not args.no_ap,
+                         scoring=args.scoring.replace("-", "_"), clean=clean)
     res["settings"]["threshold_source"] = threshold.source
-    ap_note = "no AP" if args.no_ap else f"AP: all predictions, maxDets={max(args.max_dets)}"
-    cleaned = "raw" if args.raw else f"cleaned: {clean.describe()}"
-    print(f"{args.pred} vs {args.gt} (instance metrics: score >= {res['settings']['score_thr']:g}, {cleaned}; "
-          f"{ap_note})")
     print(format_report(res, per_image=args.per_image))
     if args.out_csv:
         atomic_write_text(args.out_csv, per_image_csv(res), overwrite=args.overwrite)
