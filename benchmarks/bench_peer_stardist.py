@@ -241,12 +241,10 @@ def train_stardist(args, python: str, tiles: Path, out: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- scoring
-def score(gt: Path, pred: Path, out_json: Path, score_thr=None) -> dict:
+def score(gt: Path, pred: Path, out_json: Path, *options) -> dict:
     if not out_json.exists():
-        cmd = [sys.executable, "tools/evaluate.py", "--gt", gt, "--pred", pred, "--out-json", out_json]
-        if score_thr is not None:
-            cmd += ["--score-thr", score_thr]
-        run(cmd, out_json.with_suffix(".log"))
+        run([sys.executable, "tools/evaluate.py", "--gt", gt, "--pred", pred, "--out-json", out_json, *options],
+            out_json.with_suffix(".log"))
     return load_json(out_json)
 
 
@@ -295,8 +293,9 @@ def main(argv=None) -> int:
     if "stardist" in infos:
         info = infos["stardist"]
         segm = label_maps_to_results(out / "stardist" / "pred.npz", files["test"], out / "stardist" / "test.segm.json")
-        # The label maps already hold StarDist's chosen prob threshold: score every nucleus in them.
-        scores = score(files["test"], segm, out / "stardist" / "test_scores.json", 0.0)
+        # The label maps already hold StarDist's chosen prob threshold and do not overlap: score every
+        # nucleus in them as it is.
+        scores = score(files["test"], segm, out / "stardist" / "test_scores.json", "--score-thr", 0, "--raw")
         th = info["thresholds"]
         info["threshold"] = f"prob >= {th['prob']:.3f}, nms {th['nms']:g} (optimize_thresholds)"
         rows.append(("StarDist 0.9.2", scores, info))

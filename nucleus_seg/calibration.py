@@ -18,7 +18,6 @@ low-scoring tail); everything that is a set of nuclei uses the cleaned, threshol
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 import time
 from collections import defaultdict
@@ -174,27 +173,13 @@ def write_calibration(checkpoint, calib: dict, overwrite: bool = False) -> List[
     The checkpoint is rewritten atomically with only ``meta[nucleus_calibration]`` added (weights and
     everything else unchanged). An existing calibration (in the meta or the file) is replaced only with
     ``overwrite``."""
-    import torch
-
-    from .checkpoints import read_checkpoint
+    from .checkpoints import write_checkpoint_meta
 
     checkpoint = str(checkpoint)
     record = {**calib, "checkpoint": osp.basename(checkpoint),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     check_calibration_writable(checkpoint, overwrite)
-    ckpt = read_checkpoint(checkpoint)
-    meta = ckpt.get("meta")
-    if not isinstance(meta, dict):
-        meta = {}
-    meta[META_KEY] = record
-    ckpt["meta"] = meta
-    tmp = f"{checkpoint}.tmp-{os.getpid()}"
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, checkpoint)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    write_checkpoint_meta(checkpoint, META_KEY, record)
     side_file = calibration_file_for(checkpoint)
     atomic_write_json(side_file, record, overwrite=True, indent=1)
     return [checkpoint, side_file]

@@ -79,3 +79,22 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict):
         raise InputError(path, "not a model checkpoint (expected a dict with 'state_dict')")
     return ckpt
+
+
+def write_checkpoint_meta(path, key: str, value) -> None:
+    """Set ``meta[key]`` of the checkpoint ``path`` and rewrite the file atomically (weights and
+    everything else unchanged). The file is read through :func:`read_checkpoint`, like every read."""
+    import os
+
+    import torch
+
+    ckpt = read_checkpoint(path)
+    meta = ckpt.get("meta")
+    ckpt["meta"] = {**(meta if isinstance(meta, dict) else {}), key: value}
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)

@@ -13,6 +13,7 @@ import torch
 
 from nucleus_seg.calibration import (CALIBRATION_FILE, META_KEY, CleanUp, calibrate_score_threshold,
                                      clean_instances, clean_results, score_threshold_for, write_calibration)
+from nucleus_seg.checkpoints import read_checkpoint
 from nucleus_seg.errors import InputError
 from nucleus_seg.geometry import MaskCrop
 from nucleus_seg.inference.instances import Instances
@@ -142,7 +143,7 @@ def test_threshold_precedence(checkpoint, tmp_path):
     calib = {"score_thr": 0.7, "PQ": 0.42, "n_images": 6}
     written = write_calibration(checkpoint, calib)
     assert written == [str(checkpoint), str(checkpoint.parent / CALIBRATION_FILE)]
-    ckpt = torch.load(checkpoint, weights_only=False)
+    ckpt = read_checkpoint(checkpoint)  # the package's one reader
     assert ckpt["meta"]["iter"] == 10 and ckpt["meta"][META_KEY]["score_thr"] == 0.7
     assert torch.equal(ckpt["state_dict"]["w"], torch.ones(3))
     side = json.loads((checkpoint.parent / CALIBRATION_FILE).read_text())
@@ -194,5 +195,5 @@ def test_evaluate_cli_uses_the_calibration_beside_the_results(tmp_path):
     assert str(pred.parent / CALIBRATION_FILE) in out
     assert scores["summary"]["DQ"] == pytest.approx(1.0)  # every nucleus, no false positive, no duplicate
     out, scores = evaluate("--score-thr", "0.3")  # an explicit threshold wins
-    assert "score threshold 0.3 (--score-thr)" in out and "score >= 0.3, cleaned" in out
+    assert "score threshold 0.3 (--score-thr)" in out and "score >= 0.3 (output clean-up: overlaps resolved by score" in out
     assert scores["summary"]["DQ"] < 1.0
