@@ -6,7 +6,7 @@
 Prints AJI, AJI+, PQ, DQ, SQ, F1, precision, recall, Dice, mPQ/bPQ (PanNuke reference protocol) and
 per-class PQ when the GT has more than one category -- of the cleaned output: predictions scoring at least
 the threshold, overlaps resolved by score, slivers and near-duplicates dropped (``--raw``: the thresholded
-predictions as given, rasterised into label maps by score unless --scoring overlap-aware) -- and COCO
+predictions rasterised into label maps by score; ``--scoring overlap-aware``: as given) -- and COCO
 segm/bbox AP over all predictions (the raw ranked list) at the largest --max-dets and at 100. The threshold
 is --score-thr, else the calibration of --calibration (calibration.json or a checkpoint), else the
 calibration.json beside --pred, else 0.5; the one used is printed with its source. Malformed input ends
@@ -43,9 +43,9 @@ def parse_args(argv):
     ap.add_argument("--raw", action="store_true",
                     help="score the thresholded predictions as given (no overlap clean-up)")
     ap.add_argument("--scoring", choices=[m.replace("_", "-") for m in SCORING_MODES], default="label-map",
-                    help="with --raw: label-map (default): predictions rasterised by score, a pixel belongs to "
-                         "one nucleus, as HoVer-Net / PanNuke score; overlap-aware: instances scored as given "
-                         "(the cleaned output has no overlaps, so both give the same figures)")
+                    help="label-map (default): predictions rasterised by score, a pixel belongs to one nucleus, "
+                         "as HoVer-Net / PanNuke score; overlap-aware: the thresholded instances scored as "
+                         "given, overlaps and all (implies --raw)")
     ap.add_argument("--max-dets", type=int, nargs="+", default=list(DEFAULT_MAX_DETS),
                     help="COCO maxDets; AP is reported at the largest and at 100 (default 100 300 1000)")
     ap.add_argument("--no-ap", action="store_true", help="skip COCO AP (faster)")
@@ -63,7 +63,8 @@ def main(argv=None) -> int:
             check_writable(path, args.overwrite)  # fail before the work, not after
     threshold = threshold_for_results(args.score_thr, args.calibration, args.pred)
     print(threshold.describe())
-    clean = None if args.raw else CleanUp(threshold.value)
+    # overlap-aware scoring is defined on the predictions as given; the cleaned output has no overlaps
+    clean = None if args.raw or args.scoring == "overlap-aware" else CleanUp(threshold.value)
     res = evaluate_files(args.gt, args.pred, threshold.value, args.max_dets, with_ap=not args.no_ap,
                          scoring=args.scoring.replace("-", "_"), clean=clean)
     res["settings"]["threshold_source"] = threshold.source
