@@ -6,11 +6,12 @@ never leaves a half-written file. Existing files are never silently replaced: ca
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 from .errors import InputError
 
@@ -45,6 +46,26 @@ def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> 
             pass
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that need a file name (``np.lib.format.open_memmap``
+    for arrays larger than memory); renamed to ``path`` when the block ends without error, removed
+    otherwise."""
+    path = check_writable(path, overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def atomic_write_text(path: PathLike, text: str, overwrite: bool = False) -> Path:

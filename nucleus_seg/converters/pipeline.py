@@ -11,8 +11,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import InputError
 from ..fileio import atomic_write_json, check_writable, load_json
+from ..image_io import is_image_file
 from ..validation import Problem, limit_lines, raise_problems
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
+from .geojson import GeojsonOptions, GeojsonReport, convert_geojson, pair_geojson_files
 from .images import convert_image_folder
 from .labels import (BINARY_EXTENSIONS, LABEL_EXTENSIONS, LabelOptions, LabelReport, convert_labels,
                      label_sources, pair_label_files)
@@ -103,6 +105,43 @@ def labels2coco(images_dir, labels_dir, out_dir, options: Optional[LabelOptions]
         sources = label_sources(samples, image_root, options, category_of_type)
         raise_if_problems(validate_coco(coco, out_dir, sources, min_polygon_iou), out_dir)
     write_coco_split(coco, outputs, {s.image_id: s.key for s in samples}, val_ratio, seed, overwrite)
+    return outputs, report, coco
+
+
+def geojson2coco(images, geojsons, out_dir, options: Optional[GeojsonOptions] = None,
+                 image_root=None, suffix: str = "", region=None, tile: Optional[int] = None,
+                 segmentation: str = "rle", val_ratio: float = 0.0, seed: int = 0,
+                 validate: bool = False, overwrite: bool = False, skip_empty: bool = False
+                 ) -> Tuple[List[Path], GeojsonReport, dict]:
+    """QuPath GeoJSON exports -> ``instance_all.json`` or a train/val split, as :func:`mask2coco`.
+
+    ``images`` / ``geojsons``: an image or slide file and its export, or two folders paired by name.
+    Ordinary images are referred to where they are; with ``region`` (x, y, w, h in QuPath's frame)
+    or ``tile``, and always for slides, the region is cut into tiles written to
+    ``<out_dir>/images/`` (file_name relative to it by default)."""
+    options = options or GeojsonOptions()
+    outputs = coco_outputs(out_dir, val_ratio)
+    _check_outputs(outputs, overwrite)
+    if val_ratio:
+        check_val_ratio(val_ratio)
+    if tile is not None and tile <= 0:
+        raise InputError(None, f"--tile must be a positive number of pixels, got {tile}")
+    sources, notes = pair_geojson_files(images, geojsons, suffix)
+    cut_tiles = tile is not None or region is not None or any(
+        not is_image_file(s.image_path) for s in sources)
+    for source in sources:
+        source.region, source.tile = region, tile
+    tiles_dir = Path(out_dir) / "images"
+    if image_root is None:
+        image_root = tiles_dir if cut_tiles else (Path(images) if Path(images).is_dir()
+                                                  else Path(images).parent)
+    coco, report = convert_geojson(sources, image_root, tiles_dir, options, segmentation, cut_tiles,
+                                   skip_empty, overwrite)
+    report.notes = notes + report.notes
+    if validate:
+        raise_if_problems(validate_coco(coco, out_dir, image_files(image_root)), out_dir)
+    write_coco_split(coco, outputs, {im["id"]: im["file_name"] for im in coco["images"]}, val_ratio,
+                     seed, overwrite)
     return outputs, report, coco
 
 
