@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     outputs, report, coco = geojson2coco(args.images, args.geojson, args.out_dir, options, args.image_root,
                                          args.geojson_suffix, args.region, args.tile,
                                          segmentation_form(args), args.val_ratio, args.seed,
-                                         args.validate, args.overwrite, args.skip_empty)
+                                         args.validate, args.overwrite, args.skip_empty,
+                                         args.min_polygon_iou)
     print_label_report(report, coco, outputs, args.quiet)
     return 0
 

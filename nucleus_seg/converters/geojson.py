@@ -63,6 +63,7 @@ class QuPathObject:
     name: str
     rings: List[np.ndarray]
     bounds: Tuple[float, float, float, float]  # x0, y0, x1, y1
+    geometry: dict
 
 
 @dataclass
@@ -115,8 +116,8 @@ def check_polygon(path, index: int, rings: List[np.ndarray], geometry: dict,
                   width: int, height: int) -> Tuple[float, float, float, float]:
     """Bounds of a valid polygon object lying inside a ``width`` x ``height`` image; InputError
     naming the file and the object otherwise (shapely's explanation for invalid ones)."""
-    import shapely
     from shapely.geometry import shape
+    from shapely.validation import explain_validity
 
     points = np.concatenate(rings)
     if not np.isfinite(points).all():
@@ -133,7 +134,7 @@ def check_polygon(path, index: int, rings: List[np.ndarray], geometry: dict,
                          f"({' '.join(str(exc).split())})") from None
     if not polygon.is_valid:
         raise InputError(path, f"object {index}: invalid {geometry.get('type')}: "
-                         f"{shapely.validation.explain_validity(polygon)}")
+                         f"{explain_validity(polygon)}")
     return float(x0), float(y0), float(x1), float(y1)
 
 
@@ -167,7 +168,7 @@ def read_qupath_objects(path, width: int, height: int, options: GeojsonOptions,
             report.skip("polygon without coordinates")
             continue
         bounds = check_polygon(path, index, rings, geometry, width, height)
-        objects.append(QuPathObject(index, name, rings, bounds))
+        objects.append(QuPathObject(index, name, rings, bounds, geometry))
     report.objects += len(objects)
     return objects
 
@@ -277,14 +278,15 @@ def _write_png(path: Path, rgb: np.ndarray, overwrite: bool) -> None:
 
 def convert_geojson(sources: Sequence[GeojsonSource], image_root, tiles_dir, options: GeojsonOptions,
                     segmentation: str = "rle", cut_tiles: bool = False, skip_empty: bool = False,
-                    overwrite: bool = False) -> Tuple[dict, GeojsonReport]:
+                    overwrite: bool = False) -> Tuple[dict, GeojsonReport, Dict[int, tuple]]:
     """COCO dict of the images / tiles of ``sources`` with their QuPath objects, and the report.
 
     Without ``cut_tiles`` each source is an ordinary image referred to where it is (``file_name``
     relative to ``image_root``). With it, each source's region is cut into tiles written as
     ``<tiles_dir>/<stem>_x<X>_y<Y>.png`` (X, Y in QuPath's frame; ``file_name`` relative to
     ``image_root``). Every export is read and checked before any tile is written, so bad input
-    leaves nothing behind. ``skip_empty`` leaves out tiles without any instance."""
+    leaves nothing behind. ``skip_empty`` leaves out tiles without any instance. Also returns, per
+    image id, (export path, its objects, the image's window) for :func:`geojson_sources`."""
     from ..slide import open_slide
 
     image_root, tiles_dir = Path(image_root), Path(tiles_dir)
@@ -308,9 +310,9 @@ def convert_geojson(sources: Sequence[GeojsonSource], image_root, tiles_dir, opt
             kept = [(n, c) for n, c in instances if c.area >= options.min_area]
             report.small += len(instances) - len(kept)
             kept_per_tile.append(kept)
-        plans.append((source, (ox, oy), windows, kept_per_tile))
+        plans.append((source, (ox, oy), windows, kept_per_tile, objects))
     tile_path = {}
-    for source, _, windows, kept_per_tile in plans:
+    for source, _, windows, kept_per_tile, _ in plans:
         for (x0, y0, _, _), kept in zip(windows, kept_per_tile):
             if cut_tiles and (kept or not skip_empty):
                 path = tiles_dir / f"{source.image_path.stem}_x{x0}_y{y0}.png"
@@ -318,8 +320,8 @@ def convert_geojson(sources: Sequence[GeojsonSource], image_root, tiles_dir, opt
                     raise InputError(source.image_path, f"a second source writes tile {path.name} "
                                      "(sources need distinct file names)")
                 tile_path[(id(source), x0, y0)] = check_writable(path, overwrite)
-    images, pending = [], []
-    for source, (ox, oy), windows, kept_per_tile in plans:
+    images, pending, placements = [], [], {}
+    for source, (ox, oy), windows, kept_per_tile, objects in plans:
         reader = open_slide(source.image_path, require_mpp=False) if cut_tiles else None
         try:
             for (x0, y0, x1, y1), kept in zip(windows, kept_per_tile):
@@ -335,6 +337,7 @@ def convert_geojson(sources: Sequence[GeojsonSource], image_root, tiles_dir, opt
                          "height": y1 - y0, "width": x1 - x0}
                 images.append(image)
                 pending.append((image, kept))
+                placements[image["id"]] = (source.geojson_path, objects, (x0, y0, x1, y1))
         finally:
             if reader is not None:
                 reader.close()
@@ -347,7 +350,43 @@ def convert_geojson(sources: Sequence[GeojsonSource], image_root, tiles_dir, opt
             annotations.append({"id": len(annotations) + 1, "image_id": image["id"],
                                 "category_id": category_of[name], **ann})
     report.images, report.annotations = len(images), len(annotations)
-    return {"images": images, "annotations": annotations, "categories": coco_categories(names)}, report
+    coco = {"images": images, "annotations": annotations, "categories": coco_categories(names)}
+    return coco, report, placements
+
+
+def geojson_sources(placements: Dict[int, tuple], coco: dict, image_root, min_area: int = 0):
+    """Source instances for :func:`validate_coco`, found independently of the converter's
+    rasteriser: shapely's point-in-polygon test on every pixel centre of each object's box (nudged
+    right and down by far less than a pixel, which is the converter's rule for a centre exactly on
+    an edge)."""
+    import shapely
+    from shapely.geometry import shape
+
+    from .validate import SourceInstance, _check_image_file
+
+    image_root = Path(image_root)
+    category_of = {c["name"]: c["id"] for c in coco["categories"]}
+
+    def read(image):
+        _, problems = _check_image_file(image_root, image)
+        if problems:
+            return [], problems
+        path, objects, (x0, y0, x1, y1) = placements[image["id"]]
+        sources = []
+        for obj in objects:
+            bx0, by0, bx1, by1 = obj.bounds
+            c0, r0 = max(x0, int(np.floor(bx0))), max(y0, int(np.floor(by0)))
+            c1, r1 = min(x1, int(np.ceil(bx1))), min(y1, int(np.ceil(by1)))
+            if c1 <= c0 or r1 <= r0 or obj.name not in category_of:
+                continue
+            ys, xs = np.mgrid[r0:r1, c0:c1].astype(np.float64)
+            inside = shapely.contains_xy(shape(obj.geometry), xs + (0.5 + 1e-7), ys + (0.5 + 1e-9))
+            crop = MaskCrop.from_mask(inside, c0 - x0, r0 - y0)
+            if crop is not None and crop.area >= min_area:
+                sources.append(SourceInstance(str(path), f"object {obj.index}: ",
+                                              category_of[obj.name], crop))
+        return sources, []
+    return read
 
 
 def _category_names(pending, options: GeojsonOptions) -> List[str]:
@@ -363,4 +402,4 @@ def _category_names(pending, options: GeojsonOptions) -> List[str]:
 
 __all__ = ["GEOJSON_EXTENSIONS", "DEFAULT_OBJECT_TYPES", "DEFAULT_SLIDE_TILE", "GeojsonOptions",
            "QuPathObject", "GeojsonReport", "check_polygon", "read_qupath_objects", "tile_windows",
-           "objects_in_tiles", "GeojsonSource", "pair_geojson_files", "convert_geojson"]
+           "objects_in_tiles", "GeojsonSource", "pair_geojson_files", "convert_geojson", "geojson_sources"]

@@ -14,7 +14,7 @@ from ..fileio import atomic_write_json, check_writable, load_json
 from ..image_io import is_image_file
 from ..validation import Problem, limit_lines, raise_problems
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
-from .geojson import GeojsonOptions, GeojsonReport, convert_geojson, pair_geojson_files
+from .geojson import GeojsonOptions, GeojsonReport, convert_geojson, geojson_sources, pair_geojson_files
 from .images import convert_image_folder
 from .labels import (BINARY_EXTENSIONS, LABEL_EXTENSIONS, LabelOptions, LabelReport, convert_labels,
                      label_sources, pair_label_files)
@@ -111,8 +111,8 @@ def labels2coco(images_dir, labels_dir, out_dir, options: Optional[LabelOptions]
 def geojson2coco(images, geojsons, out_dir, options: Optional[GeojsonOptions] = None,
                  image_root=None, suffix: str = "", region=None, tile: Optional[int] = None,
                  segmentation: str = "rle", val_ratio: float = 0.0, seed: int = 0,
-                 validate: bool = False, overwrite: bool = False, skip_empty: bool = False
-                 ) -> Tuple[List[Path], GeojsonReport, dict]:
+                 validate: bool = False, overwrite: bool = False, skip_empty: bool = False,
+                 min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU) -> Tuple[List[Path], GeojsonReport, dict]:
     """QuPath GeoJSON exports -> ``instance_all.json`` or a train/val split, as :func:`mask2coco`.
 
     ``images`` / ``geojsons``: an image or slide file and its export, or two folders paired by name.
@@ -135,11 +135,12 @@ def geojson2coco(images, geojsons, out_dir, options: Optional[GeojsonOptions] = 
     if image_root is None:
         image_root = tiles_dir if cut_tiles else (Path(images) if Path(images).is_dir()
                                                   else Path(images).parent)
-    coco, report = convert_geojson(sources, image_root, tiles_dir, options, segmentation, cut_tiles,
-                                   skip_empty, overwrite)
+    coco, report, placements = convert_geojson(sources, image_root, tiles_dir, options, segmentation,
+                                               cut_tiles, skip_empty, overwrite)
     report.notes = notes + report.notes
     if validate:
-        raise_if_problems(validate_coco(coco, out_dir, image_files(image_root)), out_dir)
+        read = geojson_sources(placements, coco, image_root, options.min_area)
+        raise_if_problems(validate_coco(coco, out_dir, read, min_polygon_iou), out_dir)
     write_coco_split(coco, outputs, {im["id"]: im["file_name"] for im in coco["images"]}, val_ratio,
                      seed, overwrite)
     return outputs, report, coco
