@@ -29,36 +29,22 @@ def check_writable(path: PathLike, overwrite: bool = False) -> Path:
     return path
 
 
-def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:
-    path = check_writable(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
 @contextlib.contextmanager
 def atomic_output_path(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """A temporary path beside ``path`` for writers that need a file name (``np.lib.format.open_memmap``
-    for arrays larger than memory); renamed to ``path`` when the block ends without error, removed
-    otherwise."""
+    """A temporary file beside ``path`` to write (any writer that needs a file name, e.g.
+    ``np.lib.format.open_memmap`` for arrays larger than memory); synced and renamed to ``path`` when
+    the block ends without error, removed otherwise."""
     path = check_writable(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -66,6 +52,12 @@ def atomic_output_path(path: PathLike, overwrite: bool = False) -> Iterator[Path
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:
+    with atomic_output_path(path, overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path: PathLike, text: str, overwrite: bool = False) -> Path:
