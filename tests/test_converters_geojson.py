@@ -235,3 +235,42 @@ def test_cli_region_outside_and_not_json(repo_root, sample_root, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "instances clipped at tile edges" in ok.stdout
     assert (tmp_path / "o" / "instance_train.json").is_file() and (tmp_path / "o" / "instance_val.json").is_file()
+
+
+def test_qupath_class_and_type_forms():
+    from nucleus_seg.qupath import class_name, object_type
+
+    def feature(props, **extra):
+        return {"type": "Feature", "geometry": None, "properties": props, **extra}
+
+    assert class_name(feature({"classification": {"name": "Positive",
+                                                  "parentClass": {"name": "Tumor"}}})) == "Tumor: Positive"
+    assert class_name(feature({"classification": {"names": ["A", "B"], "color": [1, 2, 3]}})) == "A: B"
+    assert class_name(feature({"classification": ""})) is None and class_name(feature({})) is None
+    assert object_type(feature({"object_type": "detection"})) == "detection"
+    assert object_type(feature({}, id="PathCellObject")) == "cell"
+    assert object_type(feature({})) == "annotation"       # QuPath's own default on import
+
+
+def test_validation_catches_an_annotation_that_differs_from_its_polygon(sample_root, tmp_path):
+    from nucleus_seg.converters.geojson import GeojsonSource, convert_geojson, geojson_sources
+    from nucleus_seg.converters.validate import validate_coco
+    from nucleus_seg.geometry import crop_to_rle
+
+    tile = dsb_tiles(sample_root / "train", limit=1)[0]
+    export = tmp_path / "t.geojson"
+    export.write_text(json.dumps(exported(tile)))
+    coco, _, placements = convert_geojson([GeojsonSource(tile.image_path, export)], tile.image_path.parent,
+                                          tmp_path / "tiles", GeojsonOptions(classes=CLASSES))
+    read = geojson_sources(placements, coco, tile.image_path.parent)
+    assert validate_coco(coco, tmp_path / "c.json", read) == []
+    crop = decoded(coco, 1)[0]
+    mask = crop.mask.copy()
+    mask[mask.nonzero()[0][0], mask.nonzero()[1][0]] = False      # one pixel less
+    changed = MaskCrop.from_mask(mask, crop.x0, crop.y0)
+    coco["annotations"][0].update(segmentation=crop_to_rle(changed, tile.height, tile.width),
+                                  area=changed.area, bbox=list(changed.xywh))   # self-consistent
+    problems = [(p.path, p.problem) for p in validate_coco(coco, tmp_path / "c.json", read)]
+    assert problems == [
+        (str(tmp_path / "c.json"), f"annotation 1 (image {tile.image_path.name}): RLE matches no source mask pixel-exactly"),
+        (str(export), f"object 0: no annotation in {tmp_path / 'c.json'} reproduces this mask")]

@@ -204,3 +204,16 @@ def test_cli_labels_and_binary(repo_root, tiles, tmp_path):
     bad = run(repo_root, "binary2coco.py", images, tmp_path / "labels", "--out-dir", tmp_path / "b",
               "--min-area", "-1")
     assert bad.returncode == 2 and bad.stderr == "error: --min-area must be >= 0, got -1\n"
+
+
+def test_label_map_crops_float_ids_and_pieces():
+    from nucleus_seg.geometry import label_map_crops
+
+    plane = np.zeros((6, 8))
+    plane[0, 0] = plane[5, 7] = 3.0          # one id in two far-apart pieces
+    plane[2:4, 2:5] = 1e6
+    ids, crops = label_map_crops(plane)
+    assert ids.tolist() == [3.0, 1e6]
+    assert (crops[0].x0, crops[0].y0, crops[0].mask.shape, crops[0].area) == (0, 0, (6, 8), 2)
+    assert same_pixels(crops[1], MaskCrop(2, 2, np.ones((2, 3), bool)))
+    assert label_map_crops(np.zeros((3, 3), np.uint16))[1] == []
