@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--region", type=int, nargs=4, metavar=("X", "Y", "W", "H"), default=None,
                    help="only this region (QuPath's full-resolution pixels); cut into tiles")
     p.add_argument("--tile", type=int, default=None,
-                   help=f"cut the image / region into tiles of this side (slides: {DEFAULT_SLIDE_TILE} "
-                        "by default); objects are clipped to each tile")
+                   help=f"cut the image / region into tiles of this side (default {DEFAULT_SLIDE_TILE} with "
+                        "--region and for slides); objects are clipped to each tile")
     p.add_argument("--skip-empty", action="store_true", help="leave out tiles without any instance")
     p.add_argument("--object-types", nargs="+", default=list(DEFAULT_OBJECT_TYPES),
                    help="QuPath object types kept (default: annotation detection cell)")

@@ -274,3 +274,17 @@ def test_validation_catches_an_annotation_that_differs_from_its_polygon(sample_r
     assert problems == [
         (str(tmp_path / "c.json"), f"annotation 1 (image {tile.image_path.name}): RLE matches no source mask pixel-exactly"),
         (str(export), f"object 0: no annotation in {tmp_path / 'c.json'} reproduces this mask")]
+
+
+def test_large_region_annotation_is_rasterised_per_tile_only():
+    from nucleus_seg.converters.geojson import QuPathObject, objects_in_tiles
+
+    side = 200_000.0                      # a slide-sized square: as one array it would be 40 GB
+    square = np.array([[0, 0], [side, 0], [side, side], [0, side], [0, 0]])
+    obj = QuPathObject(0, "Region", [square], (0.0, 0.0, side, side), {})
+    windows = tile_windows((1000, 2000, 1256, 2200), 128)
+    per_tile, clipped, empty = objects_in_tiles([obj], windows)
+    assert [[(n, c.x0, c.y0, c.mask.shape, c.area) for n, c in t] for t in per_tile] == [
+        [("Region", 0, 0, (128, 128), 128 * 128)], [("Region", 0, 0, (128, 128), 128 * 128)],
+        [("Region", 0, 0, (72, 128), 72 * 128)], [("Region", 0, 0, (72, 128), 72 * 128)]]
+    assert (clipped, empty) == (4, 0)

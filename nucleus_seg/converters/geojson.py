@@ -189,39 +189,47 @@ def tile_windows(region: Window, tile: Optional[int]) -> List[Window]:
 
 def objects_in_tiles(objects: Sequence[QuPathObject], windows: Sequence[Window]
                      ) -> Tuple[List[List[Tuple[str, MaskCrop]]], int, int]:
-    """(class name, crop in tile coordinates) of every object reaching each tile, how many
-    instances were cut by a tile edge, and how many objects cover no pixel centre at all. Each
-    object is rasterised once."""
+    """(class name, crop in tile coordinates) of every object reaching each tile (a grid from
+    :func:`tile_windows`), how many instances were cut by a tile edge, and how many objects inside
+    the tiles cover no pixel centre at all.
+
+    Each object is rasterised tile by tile, only in the tiles its bounds reach, so a large region
+    annotation never becomes a slide-sized array."""
+    from bisect import bisect_left, bisect_right
+
     per_tile: List[List[Tuple[str, MaskCrop]]] = [[] for _ in windows]
-    if not windows:
-        return per_tile, 0, 0
-    extent = (min(w[0] for w in windows), min(w[1] for w in windows),
-              max(w[2] for w in windows), max(w[3] for w in windows))
+    index = {(w[0], w[1]): k for k, w in enumerate(windows)}
+    xs, ys = sorted({w[0] for w in windows}), sorted({w[1] for w in windows})
     clipped = empty = 0
     for obj in objects:
-        bx0, by0, bx1, by1 = obj.bounds
-        if bx1 <= extent[0] or by1 <= extent[1] or bx0 >= extent[2] or by0 >= extent[3]:
-            continue
-        # windowed: a region annotation over a whole slide must not become a slide-sized array
-        whole = rasterise_rings(obj.rings, extent)
-        inside = bx0 >= extent[0] and by0 >= extent[1] and bx1 <= extent[2] and by1 <= extent[3]
-        if whole is None:
-            empty += inside
-            continue
-        for k, (x0, y0, x1, y1) in enumerate(windows):
-            if whole.x1 <= x0 or whole.y1 <= y0 or whole.x0 >= x1 or whole.y0 >= y1:
-                continue
-            cx0, cy0 = max(x0, whole.x0), max(y0, whole.y0)
-            cx1, cy1 = min(x1, whole.x1), min(y1, whole.y1)
-            part = MaskCrop.from_mask(
-                whole.mask[cy0 - whole.y0:cy1 - whole.y0, cx0 - whole.x0:cx1 - whole.x0],
-                cx0 - x0, cy0 - y0)
-            if part is None:
-                continue
-            if part.area != whole.area or not inside:
-                clipped += 1
-            per_tile[k].append((obj.name, part))
+        # the pixels whose centres the bounds can contain: columns [px0, px1), rows [py0, py1)
+        px0, py0, px1, py1 = (int(np.ceil(v - 0.5)) for v in obj.bounds)
+        found = False
+        for ty in ys[max(bisect_right(ys, py0) - 1, 0):bisect_left(ys, py1)]:
+            for tx in xs[max(bisect_right(xs, px0) - 1, 0):bisect_left(xs, px1)]:
+                k = index.get((tx, ty))
+                if k is None:
+                    continue
+                x0, y0, x1, y1 = windows[k]
+                if px1 <= x0 or py1 <= y0 or px0 >= x1 or py0 >= y1:
+                    continue
+                part = rasterise_rings(obj.rings, windows[k])
+                if part is None:
+                    continue
+                found = True
+                if px0 < x0 or py0 < y0 or px1 > x1 or py1 > y1:
+                    clipped += any(  # a pixel at the window's edge the object may continue past
+                        edge for edge in (part.x0 == x0 and px0 < x0, part.y0 == y0 and py0 < y0,
+                                          part.x1 == x1 and px1 > x1, part.y1 == y1 and py1 > y1))
+                per_tile[k].append((obj.name, part.shifted(-x0, -y0)))
+        if not found and windows and _inside(obj.bounds, windows):
+            empty += 1
     return per_tile, clipped, empty
+
+
+def _inside(bounds, windows: Sequence[Window]) -> bool:
+    return (bounds[0] >= min(w[0] for w in windows) and bounds[1] >= min(w[1] for w in windows)
+            and bounds[2] <= max(w[2] for w in windows) and bounds[3] <= max(w[3] for w in windows))
 
 
 # ------------------------------------------------------------------------------------ sources
