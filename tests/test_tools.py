@@ -141,6 +141,10 @@ def test_training_calibrates_and_the_tools_say_which_threshold(dsb_project):
               "--work-dir", p["tmp"] / "eval_cal")
     assert f"score threshold {thr:g} (calibrated on 2 validation images" in res.stdout
     assert "from the meta of" in res.stdout and f"score >= {float(thr)}" in res.stdout
+    tile = p["data"] / "test" / p["ids"][0]["file_name"]
+    res = run("tools/infer.py", TINY, p["ckpt"], tile, "--out", p["tmp"] / "infer_cal", "--format", "labels",
+              "--no-progress")
+    assert f"score threshold {thr:g} (calibrated on 2 validation images" in res.stdout
     # calibrating again needs --overwrite; nothing is replaced without it
     again = run("tools/test.py", TINY, p["ckpt"], "--calibrate", "--data-root", p["data"],
                 "--work-dir", p["tmp"] / "cal", ok=False)
