@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Union
@@ -65,3 +66,57 @@ def load_json(path: PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+class StagedOutputs:
+    """Several output files that appear together, or not at all (a PanNuke fold's images and its JSON).
+
+    ``path(destination)`` refuses an existing destination (unless ``overwrite``) and gives the file
+    to write instead, in a hidden temporary folder in ``out_dir`` (same file system, so moving it in
+    is a rename). Leaving the ``with`` block without an error checks every destination again, then
+    renames the files into place, ``last=True`` ones (the file that lists the others) after the rest.
+    An error in the block removes the staging folder and the folders the run created: nothing of the
+    run is left, and files that existed are untouched."""
+
+    def __init__(self, out_dir: PathLike, overwrite: bool = False):
+        self.out_dir, self.overwrite = Path(out_dir), overwrite
+        self._staged: dict = {}  # destination -> (moved last, staged path)
+        self._created: list = []  # folders this run made, removed again (if empty) on failure
+        self._folder = None
+
+    def _make_folder(self, folder: Path) -> None:
+        self._created += [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> "StagedOutputs":
+        self._make_folder(self.out_dir)
+        self._folder = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out_dir))
+        return self
+
+    def path(self, destination: PathLike, last: bool = False) -> Path:
+        """Where to write the file that becomes ``destination`` (a path under ``out_dir``)."""
+        destination = Path(destination)
+        self._make_folder(destination.parent)
+        check_writable(destination, self.overwrite)
+        staged = self._folder / destination.resolve().relative_to(self.out_dir.resolve())
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        self._staged[destination] = (last, staged)
+        return staged
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        moved = False
+        try:
+            if exc_type is None:
+                for destination in self._staged:
+                    check_writable(destination, self.overwrite)
+                for destination, (_, staged) in sorted(self._staged.items(), key=lambda kv: kv[1][0]):
+                    os.replace(staged, destination)
+                moved = True
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            if not moved:
+                for folder in reversed(self._created):
+                    try:
+                        folder.rmdir()
+                    except OSError:  # not empty: something else is in it now
+                        pass

@@ -1,7 +1,8 @@
 """End-to-end conversions behind the CLIs: refuse to clobber, convert, optionally validate, write.
 
 Every output path is checked before any work starts (an existing file is an error unless
-``overwrite``), validation runs before anything is written, and each JSON is written atomically.
+``overwrite``), validation runs before anything is written (PanNuke's images are staged until it
+passes), and each JSON is written atomically.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import InputError
-from ..fileio import atomic_write_json, check_writable, load_json
+from ..fileio import StagedOutputs, atomic_write_json, check_writable, load_json
 from ..validation import Problem, limit_lines, raise_problems
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
 from .images import convert_image_folder
@@ -83,17 +84,19 @@ def pannuke2coco(fold_dir, out_dir, name: Optional[str] = None, single_class: bo
                  segmentation: str = "rle", validate: bool = False, overwrite: bool = False,
                  progress: bool = True, min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU
                  ) -> Tuple[Path, ConversionReport]:
-    """PanNuke fold -> ``<out_dir>/images/*.png`` + ``<out_dir>/instance_<name>.json``."""
+    """PanNuke fold -> ``<out_dir>/images/*.png`` + ``<out_dir>/instance_<name>.json``. The images
+    are staged and appear, JSON last, only once conversion and validation have passed."""
     arrays = find_fold_arrays(fold_dir)
     name = name or fold_name(fold_dir)
     out = Path(out_dir) / f"instance_{name}.json"
-    check_writable(out, overwrite)
-    coco, report = convert_pannuke(fold_dir, out_dir, name, single_class, segmentation,
-                                   overwrite, progress, arrays)
-    if validate:
-        raise_if_problems(validate_coco(coco, out, pannuke_sources(fold_dir, coco["categories"]),
-                                        min_polygon_iou), out)
-    atomic_write_json(out, coco, overwrite)
+    with StagedOutputs(out_dir, overwrite) as staging:
+        staged_json = staging.path(out, last=True)  # refuses an existing JSON before the slow part
+        coco, report = convert_pannuke(fold_dir, out_dir, name, single_class, segmentation,
+                                       overwrite, progress, arrays, staging)
+        if validate:
+            raise_if_problems(validate_coco(coco, out, pannuke_sources(fold_dir, coco["categories"]),
+                                            min_polygon_iou), out)
+        atomic_write_json(staged_json, coco)
     return out, report
 
 
