@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import nucleus_seg.register  # noqa: F401
-from nucleus_seg.checkpoints import load_checkpoint_file
 from tests.synthetic import make_disc_dataset
 
 TINY = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
@@ -93,6 +92,7 @@ def trained(tmp_path_factory):
 
 
 def test_training_saves_checkpoints_with_mmengine_state(trained):
+    from nucleus_seg.checkpoints import load_checkpoint_file
     tmp, _, runner = trained
     ckpt_path = tmp / "run1" / "iter_2.pth"
     assert ckpt_path.is_file()
@@ -103,6 +103,7 @@ def test_training_saves_checkpoints_with_mmengine_state(trained):
 
 
 def test_load_from_restores_the_saved_weights(trained):
+    from nucleus_seg.checkpoints import load_checkpoint_file
     tmp, data, _ = trained
     ckpt_path = tmp / "run1" / "iter_2.pth"
     runner = _runner(tmp, data, tmp / "run2", max_iters=2, load_from=str(ckpt_path))
@@ -115,6 +116,7 @@ def test_load_from_restores_the_saved_weights(trained):
 
 
 def test_resume_continues_from_the_saved_iteration(trained):
+    from nucleus_seg.checkpoints import load_checkpoint_file
     tmp, data, _ = trained
     ckpt_path = tmp / "run1" / "iter_2.pth"
     runner = _runner(tmp, data, tmp / "run3", max_iters=3, load_from=str(ckpt_path), resume=True)
