@@ -6,12 +6,13 @@ never leaves a half-written file. Existing files are never silently replaced: ca
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 from .errors import InputError
 
@@ -29,15 +30,22 @@ def check_writable(path: PathLike, overwrite: bool = False) -> Path:
     return path
 
 
-def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:
+@contextlib.contextmanager
+def atomic_output_path(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write (any writer that needs a file name, e.g.
+    ``np.lib.format.open_memmap`` for arrays larger than memory); synced and renamed to ``path`` when
+    the block ends without error, removed otherwise."""
     path = check_writable(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -45,7 +53,12 @@ def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> 
         except FileNotFoundError:
             pass
         raise
-    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:
+    with atomic_output_path(path, overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path: PathLike, text: str, overwrite: bool = False) -> Path:
