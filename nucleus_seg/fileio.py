@@ -108,13 +108,19 @@ class StagedOutputs:
 
     def path(self, destination: PathLike, last: bool = False) -> Path:
         """Where to write the file that becomes ``destination`` (a path under ``out_dir``)."""
-        destination = Path(destination)
+        destination = Path(os.path.abspath(destination))
         self._make_folder(destination.parent)
         check_writable(destination, self.overwrite)
-        staged = self._folder / destination.resolve().relative_to(self.out_dir.resolve())
+        staged = self._folder / destination.relative_to(os.path.abspath(self.out_dir))
         staged.parent.mkdir(parents=True, exist_ok=True)
         self._staged[destination] = (last, staged)
         return staged
+
+    def staged_path(self, destination: PathLike):
+        """The staged file that will become ``destination``, or None if it is not staged here (so a
+        validator can read the files before they are moved into place)."""
+        entry = self._staged.get(Path(os.path.abspath(destination)))
+        return None if entry is None else entry[1]
 
     def __exit__(self, exc_type, exc, tb) -> None:
         moved = False

@@ -1,11 +1,12 @@
 """End-to-end conversions behind the CLIs: refuse to clobber, convert, optionally validate, write.
 
 Every output path is checked before any work starts (an existing file is an error unless
-``overwrite``), validation runs before anything is written (PanNuke's images are staged until it
-passes), and each JSON is written atomically.
+``overwrite``), validation runs before anything is written (PanNuke images and GeoJSON tiles are
+staged until it passes: :class:`nucleus_seg.fileio.StagedOutputs`), and each JSON is written atomically.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -122,29 +123,43 @@ def geojson2coco(images, geojsons, out_dir, options: Optional[GeojsonOptions] = 
     ``<out_dir>/images/`` (file_name relative to it by default)."""
     options = options or GeojsonOptions()
     outputs = coco_outputs(out_dir, val_ratio)
-    _check_outputs(outputs, overwrite)
     if val_ratio:
         check_val_ratio(val_ratio)
     if tile is not None and tile <= 0:
         raise InputError(None, f"--tile must be a positive number of pixels, got {tile}")
-    sources, notes = pair_geojson_files(images, geojsons, suffix)
-    cut_tiles = tile is not None or region is not None or any(
-        not is_image_file(s.image_path) for s in sources)
-    for source in sources:
-        source.region, source.tile = region, tile
-    tiles_dir = Path(out_dir) / "images"
-    if image_root is None:
-        image_root = tiles_dir if cut_tiles else (Path(images) if Path(images).is_dir()
-                                                  else Path(images).parent)
-    coco, report, placements = convert_geojson(sources, image_root, tiles_dir, options, segmentation,
-                                               cut_tiles, skip_empty, overwrite)
-    report.notes = notes + report.notes
-    if validate:
-        read = geojson_sources(placements, coco, image_root, options.min_area)
-        raise_if_problems(validate_coco(coco, out_dir, read, min_polygon_iou), out_dir)
-    write_coco_split(coco, outputs, {im["id"]: im["file_name"] for im in coco["images"]}, val_ratio,
-                     seed, overwrite)
+    # Tiles and COCO files are staged: they appear (the COCO files last) only once validation has
+    # passed, and a refused or failed run leaves nothing behind.
+    with StagedOutputs(out_dir, overwrite) as staging:
+        staged_outputs = [staging.path(path, last=True) for path in outputs]  # refused before the work
+        sources, notes = pair_geojson_files(images, geojsons, suffix)
+        cut_tiles = tile is not None or region is not None or any(
+            not is_image_file(s.image_path) for s in sources)
+        for source in sources:
+            source.region, source.tile = region, tile
+        tiles_dir = Path(out_dir) / "images"
+        if image_root is None:
+            image_root = tiles_dir if cut_tiles else (Path(images) if Path(images).is_dir()
+                                                      else Path(images).parent)
+        coco, report, placements = convert_geojson(sources, image_root, tiles_dir, options, segmentation,
+                                                   cut_tiles, skip_empty, overwrite, staging)
+        report.notes = notes + report.notes
+        if validate:
+            read = _staged_images(geojson_sources(placements, coco, image_root, options.min_area),
+                                  staging, image_root)
+            raise_if_problems(validate_coco(coco, out_dir, read, min_polygon_iou), out_dir)
+        write_coco_split(coco, staged_outputs, {im["id"]: im["file_name"] for im in coco["images"]},
+                         val_ratio, seed, overwrite)
     return outputs, report, coco
+
+
+def _staged_images(read, staging: StagedOutputs, image_root):
+    """The source reader ``read``, pointed at the staged copy of each image not yet in place."""
+    def read_staged(image):
+        staged = staging.staged_path(Path(image_root) / image["file_name"])
+        if staged is None:
+            return read(image)
+        return read(dict(image, file_name=os.path.relpath(staged, image_root)))
+    return read_staged
 
 
 def images2coco(folder, out, ids_file=None, image_root=None, validate: bool = False,
