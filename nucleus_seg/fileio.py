@@ -2,7 +2,8 @@
 
 Outputs are written to a temporary file in the destination folder and renamed into place, so a crash
 never leaves a half-written file. Existing files are never silently replaced: callers pass
-``overwrite=True`` only when the user asked for it (``--overwrite``).
+``overwrite=True`` only when the user asked for it (``--overwrite``). Outputs that must appear
+together or not at all (images + the JSON listing them) go through :class:`StagedOutputs`.
 """
 from __future__ import annotations
 
