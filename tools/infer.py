@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from nucleus_seg.checkpoints import add_trust_argument, trusted_checkpoints  # noqa: E402
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import FORMATS, BatchReport, check_run_outputs, infer_files  # noqa: E402
 from nucleus_seg.image_io import expand_inputs  # noqa: E402
@@ -50,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: cuda:0 if available)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_trust_argument(p)
     args = p.parse_args(argv)
     if args.tile < 32:
         p.error(f"--tile must be at least 32, got {args.tile}")
@@ -77,8 +79,9 @@ def main(argv=None) -> int:
     if device is None:
         import torch
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
-                               args.max_per_img, args.scale_factor)
+    with trusted_checkpoints(args.trust_checkpoint):
+        predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
+                                   args.max_per_img, args.scale_factor)
     print(predictor.threshold.describe())
     infer_files(files, predictor, args.out, predictor.class_names, args.formats, args.tile,
                 args.overlap, args.dedup_thr, args.overwrite, progress=not args.no_progress,

@@ -25,6 +25,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from nucleus_seg.errors import run_cli  # noqa: E402  (first: it quiets mmengine's import)
+from nucleus_seg.checkpoints import add_trust_argument, trusted_checkpoints  # noqa: E402
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -53,6 +54,7 @@ def parse_args(argv=None):
                         "or --ann-file) and store it in the checkpoint's meta and calibration.json beside it")
     p.add_argument("--work-dir", help="where the test log goes (default work_dirs/<config name>)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
+    add_trust_argument(p)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     p.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = p.parse_args(argv)
@@ -65,9 +67,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    with trusted_checkpoints(args.trust_checkpoint):
+        return run(args)
+
+
+def run(args) -> int:
     from nucleus_seg.runner import format_scores, run_calibration, run_test
 
-    args = parse_args(argv)
     if args.calibrate:
         run_calibration(args.config, args.checkpoint, ann_file=args.ann_file, img_dir=args.img_dir,
                         data_root=args.data_root, work_dir=args.work_dir, cfg_options=args.cfg_options,
