@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import FORMATS, BatchReport, check_run_outputs, infer_files  # noqa: E402
 from nucleus_seg.inference.image_io import expand_inputs  # noqa: E402
-from nucleus_seg.inference.tiling import DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: E402
+from nucleus_seg.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -35,8 +35,6 @@ def parse_args(argv=None):
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                    help="overlap between tiles in pixels; keep it above the largest nucleus diameter")
     p.add_argument("--score-thr", type=float, default=0.5, help="drop detections scoring below this")
-    p.add_argument("--dedup-thr", type=float, default=DEFAULT_DEDUP_THR,
-                   help="overlap at which predictions of one nucleus from two tiles are merged")
     p.add_argument("--max-per-img", type=int, default=1000, help="detections per tile at most")
     p.add_argument("--scale-factor", type=float, default=None,
                    help="zoom tiles by this factor instead of the config's test Resize. The nucleus "
@@ -74,7 +72,7 @@ def main(argv=None) -> int:
     predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
                                args.max_per_img, args.scale_factor)
     infer_files(files, predictor, args.out, predictor.class_names, args.formats, args.tile,
-                args.overlap, args.dedup_thr, args.overwrite, progress=not args.no_progress,
+                args.overlap, args.overwrite, progress=not args.no_progress,
                 report=report)
     print(report.format())
     return EXIT_BAD_INPUT if report.failed else 0

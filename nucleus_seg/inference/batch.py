@@ -19,7 +19,7 @@ from ..fileio import atomic_write_json, check_writable
 from .export import (coco_results_json, export_coco_parts, export_geojson, export_label_image,
                      export_overlay)
 from .image_io import read_image
-from .tiling import DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, run_tiled, tile_grid
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, run_tiled, tile_grid
 
 FORMATS = ("coco", "geojson", "labels", "overlay")
 COCO_RESULTS_NAME = "coco_results.json"
@@ -79,7 +79,7 @@ def check_run_outputs(out_dir: Path, formats: Sequence[str], overwrite: bool) ->
 
 def infer_files(files: Sequence[Path], predictor: Predictor, out_dir, class_names: Sequence[str],
                 formats: Sequence[str] = ("coco", "geojson", "labels"), tile: int = DEFAULT_TILE,
-                overlap: int = DEFAULT_OVERLAP, dedup_thr: float = DEFAULT_DEDUP_THR,
+                overlap: int = DEFAULT_OVERLAP,
                 overwrite: bool = False, progress: bool = True,
                 report: Optional[BatchReport] = None) -> BatchReport:
     """Run tiled inference on each file and write the chosen exports into ``out_dir``.
@@ -113,8 +113,8 @@ def infer_files(files: Sequence[Path], predictor: Predictor, out_dir, class_name
             n_tiles = len(tile_grid(height, width, tile, overlap))
             with tqdm(total=n_tiles, desc=f"  {path.name}", unit="tile", leave=False,
                       file=sys.stderr, disable=not progress) as bar:
-                instances = run_tiled(image, predictor, tile, overlap, dedup_thr,
-                                      progress=lambda done, total: bar.update(1))
+                instances = run_tiled(image, predictor, tile, overlap,
+                                      progress=lambda done, total: bar.update(done))
             written = []
             if "geojson" in formats:
                 written.append(export_geojson(targets["geojson"], instances, class_names, overwrite))
