@@ -10,6 +10,14 @@ nucleus_classes = ('nucleus', )
 # at the same zoom. 2.0 brings 10-20 px nuclei (20x-40x H&E) to the upstream anchor sizes (32 px
 # at the finest level); lower it for large-nucleus data or when GPU memory is short.
 nucleus_scale_factor = 2.0
+# Microns per pixel of the training tiles, i.e. of what the model expects before the rescale above
+# (whole slides are resampled to it, then the test pipeline applies the same Resize; see
+# docs/slides.md). DSB 2018 H&E / TCGA tiles record no resolution; 0.25 um/px (40x) is assumed: their
+# nuclei (median equivalent diameter 19.6 px over the 2,855 shared masks, IQR 14-25 px) have the
+# pixel size of nuclei in 40x sets such as PanNuke (0.25 um/px) -- 4.9 um at 0.25 um/px, where 20x
+# would make them ~10 um. Trained on other data? Set this to its resolution (0.5 for 20x scans),
+# e.g. `--cfg-options nucleus_mpp=0.5`.
+nucleus_mpp = 0.25
 
 # Training works on outline polygons (NucleusCocoDataset converts the exact RLE once at load), so
 # poly2mask=False: memory grows with outline length, not with tile area x nucleus count.

@@ -5,6 +5,9 @@
 # Only `pannuke_*` names here (model configs that inherit this also inherit a nucleus config).
 pannuke_data_root = 'data/pannuke/coco/'
 pannuke_classes = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epithelial')
+# PanNuke patches are 40x, 0.25 um/px (Gamper et al. 2020); PanNuke model configs set
+# nucleus_mpp = pannuke_mpp (what nucleus_seg.slide.model_mpp reads).
+pannuke_mpp = 0.25
 pannuke_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),

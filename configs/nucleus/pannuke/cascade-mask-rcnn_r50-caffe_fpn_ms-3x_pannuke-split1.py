@@ -3,6 +3,7 @@
 _base_ = ['../cascade-mask-rcnn_r50-caffe_fpn_ms-3x_nucleus.py', '../_base_/pannuke_dataset.py']
 
 pannuke_split = _base_.pannuke_splits[0]
+nucleus_mpp = _base_.pannuke_mpp  # the model's resolution is PanNuke's
 model = dict(
     roi_head=dict(
         bbox_head=[dict(head, num_classes=5) for head in _base_.model.roi_head.bbox_head],

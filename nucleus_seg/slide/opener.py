@@ -1,0 +1,97 @@
+"""``open_slide``: one entry point that picks the backend for a file.
+
+Order: ordinary images (PNG, JPEG, BMP, ...) -> OpenCV; OME-TIFF -> tifffile (OpenSlide would see
+only its first level and no MPP); anything OpenSlide recognises (vendor formats, generic tiled TIFF)
+-> OpenSlide; other TIFFs (stripped, or a generic TIFF OpenSlide fails on) -> tifffile.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import InputError
+from .base import SlideReader, SlideSpec, one_line
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jp2", ".pnm", ".ppm")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _backends():
+    from .image_reader import ImageReader
+    from .openslide_reader import OpenSlideReader
+    from .tiff_reader import TiffReader
+
+    return {"image": ImageReader, "openslide": OpenSlideReader, "tifffile": TiffReader}
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in _TIFF_MAGIC
+
+
+def _is_ome(path: Path) -> bool:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            return bool(tif.is_ome)
+    except Exception:  # unreadable: the backend that tries it next reports why
+        return False
+
+
+def _openslide_vendor(path: Path) -> Optional[str]:
+    import openslide
+
+    try:
+        return openslide.OpenSlide.detect_format(str(path))
+    except Exception:
+        return None
+
+
+def open_slide(path_or_spec: Union[str, Path, SlideSpec], mpp: Optional[float] = None, *,
+               require_mpp: bool = True, backend: Optional[str] = None) -> SlideReader:
+    """Open a slide or image; InputError (one line, naming the file) if it cannot be read, is
+    truncated, or has no microns per pixel while ``require_mpp`` and ``mpp`` is not given.
+
+    ``mpp`` overrides the file's metadata (recorded as '--mpp'). ``backend`` ('openslide',
+    'tifffile', 'image') forces one reader. A :class:`SlideSpec` (``reader.spec()``) reopens a
+    slide exactly as it was opened, e.g. in a DataLoader worker."""
+    if isinstance(path_or_spec, SlideSpec):
+        spec = path_or_spec
+    else:
+        spec = SlideSpec(str(path_or_spec), mpp, backend, require_mpp)
+    backends = _backends()
+    path = Path(spec.path)
+    if spec.backend is not None:
+        if spec.backend not in backends:
+            raise ValueError(f"unknown slide backend {spec.backend!r} (one of {sorted(backends)})")
+        return backends[spec.backend](spec)
+    if path.is_dir():
+        raise InputError(path, "is a folder; for a DICOM WSI pass one of its .dcm files, for "
+                               "MIRAX the .mrxs file beside the folder")
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return backends["image"](spec)
+    try:
+        is_tiff = _is_tiff(path)
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({one_line(exc)})") from None
+    if is_tiff and _is_ome(path):
+        return backends["tifffile"](spec)
+    vendor = _openslide_vendor(path)
+    if vendor is not None:
+        try:
+            return backends["openslide"](spec)
+        except InputError:
+            if not (is_tiff and vendor == "generic-tiff"):
+                raise
+            # a generic TIFF OpenSlide rejects (e.g. a layout it does not handle): tifffile
+            # reports its own reason if it cannot read it either
+    if is_tiff:
+        return backends["tifffile"](spec)
+    try:
+        return backends["image"](spec)
+    except InputError:
+        raise InputError(path, "not a slide or image format this reads (OpenSlide formats, "
+                               "TIFF / OME-TIFF, or an image OpenCV decodes)") from None
