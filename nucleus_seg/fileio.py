@@ -6,11 +6,12 @@ never leaves a half-written file. Existing files are never silently replaced: ca
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, BinaryIO, Iterator, Union
 
 from .errors import InputError
 
@@ -28,23 +29,29 @@ def check_writable(path: PathLike, overwrite: bool = False) -> Path:
     return path
 
 
-def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:
+@contextlib.contextmanager
+def atomic_stream(path: PathLike, overwrite: bool = False) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` piece by piece: it appears under its name, complete, only
+    when the ``with`` block ends without an error (a kill leaves a hidden ``.*.tmp`` beside it)."""
     path = check_writable(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
-    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:
+    with atomic_stream(path, overwrite) as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: PathLike, text: str, overwrite: bool = False) -> Path:

@@ -118,19 +118,26 @@ def crop_polygon(crop: MaskCrop) -> List[List[int]]:
     return ring
 
 
+def geojson_feature(geometry: dict, label: int, score: float, class_names: Sequence[str],
+                    **properties) -> dict:
+    """One nucleus as a GeoJSON Feature QuPath imports as a detection of its class."""
+    name = class_names[label] if label < len(class_names) else f"class_{label}"
+    return {
+        "type": "Feature",
+        "geometry": geometry,
+        "properties": {
+            "objectType": "detection",
+            "classification": {"name": name, "color": class_color(label)},
+            "score": round(float(score), 5),
+            **properties,
+        },
+    }
+
+
 def _geojson_features(instances: Instances, class_names: Sequence[str]) -> Iterator[dict]:
     for k, crop in enumerate(instances.masks):
-        label = int(instances.labels[k])
-        name = class_names[label] if label < len(class_names) else f"class_{label}"
-        yield {
-            "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [crop_polygon(crop)]},
-            "properties": {
-                "objectType": "detection",
-                "classification": {"name": name, "color": class_color(label)},
-                "score": round(float(instances.scores[k]), 5),
-            },
-        }
+        yield geojson_feature({"type": "Polygon", "coordinates": [crop_polygon(crop)]},
+                              int(instances.labels[k]), instances.scores[k], class_names)
 
 
 def to_geojson(instances: Instances, class_names: Sequence[str]) -> dict:

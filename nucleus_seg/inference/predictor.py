@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -99,16 +99,18 @@ def _raise_for_mismatch(model, state_dict: dict, ckpt_path: Path, cfg_path, num_
 
 
 class MMDetPredictor:
-    """Callable predictor: RGB uint8 tile -> :class:`Instances` in tile coordinates."""
+    """Callable predictor: RGB uint8 tile -> :class:`Instances` in tile coordinates;
+    ``predict_batch(tiles)`` predicts several tiles per forward pass."""
 
     def __init__(self, model, class_names: Sequence[str], score_thr: float = 0.5,
-                 scale_factor: Optional[float] = None):
+                 scale_factor: Optional[float] = None, info: Optional[dict] = None):
         from mmcv.transforms import Compose
         from mmdet.utils import get_test_pipeline_cfg
 
         self.model = model
         self.class_names = tuple(class_names)
         self.score_thr = float(score_thr)
+        self.info = dict(info or {}, scale_factor=scale_factor)
         pipeline = get_test_pipeline_cfg(model.cfg.copy())
         pipeline[0].type = "mmdet.LoadImageFromNDArray"
         if scale_factor is not None:
@@ -120,14 +122,26 @@ class MMDetPredictor:
         self.pipeline = Compose(pipeline)  # built once, reused for every tile
 
     def __call__(self, tile_rgb: np.ndarray) -> Instances:
+        return self.predict_batch([tile_rgb])[0]
+
+    def predict_batch(self, tiles: Sequence[np.ndarray]) -> List[Instances]:
+        """Several RGB tiles in one forward pass (the data preprocessor pads them to one size);
+        results in each tile's own coordinates, in order."""
         import torch
 
-        height, width = tile_rgb.shape[:2]
-        data = self.pipeline(dict(img=np.ascontiguousarray(tile_rgb[:, :, ::-1]), img_id=0))
-        data["inputs"] = [data["inputs"]]
-        data["data_samples"] = [data["data_samples"]]
+        if not tiles:
+            return []
+        inputs, samples = [], []
+        for tile_rgb in tiles:
+            data = self.pipeline(dict(img=np.ascontiguousarray(tile_rgb[:, :, ::-1]), img_id=0))
+            inputs.append(data["inputs"])
+            samples.append(data["data_samples"])
         with torch.no_grad():
-            pred = self.model.test_step(data)[0].pred_instances
+            outputs = self.model.test_step({"inputs": inputs, "data_samples": samples})
+        return [self._to_instances(out.pred_instances, tile.shape[0], tile.shape[1])
+                for out, tile in zip(outputs, tiles)]
+
+    def _to_instances(self, pred, height: int, width: int) -> Instances:
         keep = (pred.scores >= self.score_thr).nonzero().flatten()
         if len(keep) == 0 or "masks" not in pred:
             return Instances.empty(height, width)
@@ -135,6 +149,10 @@ class MMDetPredictor:
         masks = pred.masks.cpu().numpy().astype(bool, copy=False)
         return Instances.from_full_masks(masks, pred.scores.cpu().numpy(),
                                          pred.labels.cpu().numpy(), height, width)
+
+    def describe(self) -> dict:
+        """What the outputs record about the model (and what a resumed run must match)."""
+        return dict(self.info, classes=list(self.class_names), score_thr=self.score_thr)
 
 
 def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0.5,
@@ -181,4 +199,8 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
                                     f"{tuple(meta['classes'])} but the config {cfg_path} has "
                                     f"{num_classes}")
     model.dataset_meta = {"classes": tuple(names)}
-    return MMDetPredictor(model, names, score_thr, scale_factor)
+    stat = ckpt_path.stat()
+    info = {"config": str(cfg_path), "checkpoint": str(ckpt_path.resolve()),
+            "checkpoint_bytes": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns,
+            "max_per_img": max_per_img, "device": str(device)}
+    return MMDetPredictor(model, names, score_thr, scale_factor, info)

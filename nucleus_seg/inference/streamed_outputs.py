@@ -1,0 +1,267 @@
+"""Slide outputs written while nuclei are released: QuPath GeoJSON, a Parquet table, a QC thumbnail.
+
+Nuclei are turned into records (outline, centroid, box, areas) as soon as the seam merger releases
+them, and written to the current *region*'s part files under the slide's ``.partial/`` folder; a
+region's parts appear under their names only when the region is committed. At the end the parts are
+concatenated into the final files (the GeoJSON text part after part, the Parquet table one row group
+per region), so no step holds more than one region.
+
+Coordinates: level-0 pixels of the slide in the frame QuPath shows for the file (x right, y down,
+pixel edges: a model pixel (i, j) is the square [j, j+1) x [i, i+1) before scaling).
+:class:`OutputFrame` maps model pixels there: ``out = model * scale + offset``.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..fileio import atomic_stream
+from .export import class_color, crop_polygon, geojson_feature
+from .instances import MaskCrop
+from .seams import Nucleus
+
+GEOJSON_HEADER = b'{"type": "FeatureCollection", "features": [\n'
+GEOJSON_FOOTER = b"\n]}\n"
+COORD_DECIMALS = 3  # 1/1000 px: exact for every scale a pyramid level gives, short text
+
+
+@dataclass(frozen=True)
+class OutputFrame:
+    """Model pixels -> output coordinates (level-0 pixels in QuPath's frame, or OpenSlide's)."""
+
+    scale: Tuple[float, float]            # level-0 pixels per model pixel (x, y)
+    offset: Tuple[float, float]           # output coordinate of model pixel corner (0, 0)
+    origin: Tuple[float, float]           # level-0 coordinate of the output frame's (0, 0)
+    mpp: Optional[Tuple[float, float]]    # microns per level-0 pixel; None if unknown
+    name: str                             # 'qupath' or 'slide'
+
+    @classmethod
+    def of_view(cls, view, name: str = "qupath") -> "OutputFrame":
+        reader = view.reader
+        origin = tuple(float(v) for v in reader.qupath_origin) if name == "qupath" else (0.0, 0.0)
+        offset = (view.offset[0] - origin[0], view.offset[1] - origin[1])
+        mpp = tuple(float(v) for v in reader.mpp) if reader.mpp else None
+        return cls(tuple(float(v) for v in view.scale_xy), offset, origin, mpp, name)
+
+    def describe(self) -> dict:
+        return {"frame": self.name, "units": "level-0 pixels (x right, y down, pixel edges)",
+                "origin_level0": list(self.origin), "model_to_output_scale": list(self.scale),
+                "model_to_output_offset": list(self.offset)}
+
+
+def outline_geometry(crop: MaskCrop, frame: OutputFrame) -> dict:
+    """GeoJSON geometry of a nucleus in output coordinates. The one place outlines are traced for
+    slides: the boundary-pixel ring of the largest part, moved to pixel centres."""
+    ring = np.asarray(crop_polygon(crop), dtype=np.float64) + 0.5
+    ring = ring * frame.scale + frame.offset
+    return {"type": "Polygon", "coordinates": [np.round(ring, COORD_DECIMALS).tolist()]}
+
+
+PARQUET_COLUMNS = ("id", "class", "class_id", "score", "centroid_x", "centroid_y",
+                   "centroid_x_um", "centroid_y_um", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
+                   "area_px", "area_um2", "tile", "seen_by", "outline")
+
+
+def parquet_schema(metadata: Dict[str, dict]):
+    import pyarrow as pa
+
+    fields = [("id", pa.int64()), ("class", pa.string()), ("class_id", pa.int16()),
+              ("score", pa.float32()), ("centroid_x", pa.float64()), ("centroid_y", pa.float64()),
+              ("centroid_x_um", pa.float64()), ("centroid_y_um", pa.float64()),
+              ("bbox_x0", pa.float64()), ("bbox_y0", pa.float64()), ("bbox_x1", pa.float64()),
+              ("bbox_y1", pa.float64()), ("area_px", pa.float64()), ("area_um2", pa.float64()),
+              ("tile", pa.int32()), ("seen_by", pa.int16()), ("outline", pa.binary())]
+    # GeoParquet 1.0 metadata: geopandas.read_parquet gives a GeoDataFrame; crs null = pixel frame
+    geo = {"version": "1.0.0", "primary_column": "outline",
+           "columns": {"outline": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": None}}}
+    meta = {b"geo": json.dumps(geo).encode()}
+    meta.update({k.encode(): json.dumps(v, sort_keys=True).encode() for k, v in metadata.items()})
+    return pa.schema(fields, metadata=meta)
+
+
+class NucleusRecords:
+    """Turns released nuclei into GeoJSON feature text and Parquet columns (no masks kept)."""
+
+    def __init__(self, frame: OutputFrame, class_names: Sequence[str]):
+        self.frame = frame
+        self.class_names = list(class_names)
+
+    def class_name(self, label: int) -> str:
+        return self.class_names[label] if label < len(self.class_names) else f"class_{label}"
+
+    def record(self, nucleus: Nucleus, nucleus_id: int) -> Tuple[bytes, dict]:
+        import shapely.geometry
+
+        crop, f = nucleus.crop, self.frame
+        (sx, sy), (ox, oy) = f.scale, f.offset
+        ys, xs = np.nonzero(crop.mask)
+        area = float(len(xs)) * sx * sy
+        cx = (crop.x0 + xs.mean() + 0.5) * sx + ox
+        cy = (crop.y0 + ys.mean() + 0.5) * sy + oy
+        geometry = outline_geometry(crop, f)
+        feature = geojson_feature(geometry, nucleus.label, nucleus.score, self.class_names,
+                                  nucleus_id=nucleus_id)
+        row = {
+            "id": nucleus_id, "class": self.class_name(nucleus.label), "class_id": nucleus.label,
+            "score": float(nucleus.score),
+            "centroid_x": cx, "centroid_y": cy,
+            "centroid_x_um": cx * f.mpp[0] if f.mpp else None,
+            "centroid_y_um": cy * f.mpp[1] if f.mpp else None,
+            "bbox_x0": crop.x0 * sx + ox, "bbox_y0": crop.y0 * sy + oy,
+            "bbox_x1": crop.x1 * sx + ox, "bbox_y1": crop.y1 * sy + oy,
+            "area_px": area, "area_um2": area * f.mpp[0] * f.mpp[1] if f.mpp else None,
+            "tile": nucleus.tile, "seen_by": nucleus.seen_by,
+            "outline": shapely.geometry.shape(geometry).wkb,
+        }
+        return json.dumps(feature).encode(), row
+
+
+class RegionParts:
+    """Writes one region at a time: ``begin(k)``, ``add(nuclei)`` (as they are released),
+    ``commit()`` (the region's two part files appear under their names). Parts live in
+    ``folder``: ``r000000.geojson`` (features separated by ",\\n") and ``r000000.parquet``."""
+
+    def __init__(self, folder: Path, records: NucleusRecords, schema):
+        self.folder = Path(folder)
+        self.records = records
+        self.schema = schema
+        self.region: Optional[int] = None
+        self._geojson = None
+        self._stream = None
+        self._columns: Dict[str, list] = {}
+        self.count = 0
+
+    @staticmethod
+    def names(region: int) -> Tuple[str, str]:
+        return f"r{region:06d}.geojson", f"r{region:06d}.parquet"
+
+    def begin(self, region: int) -> None:
+        self.region = region
+        self._stream = atomic_stream(self.folder / self.names(region)[0], overwrite=True)
+        self._geojson = self._stream.__enter__()
+        self._columns = {c: [] for c in PARQUET_COLUMNS}
+        self.count = 0
+
+    def add(self, nuclei: Iterable[Nucleus], first_id: int) -> int:
+        """Write ``nuclei`` with ids from ``first_id``; returns the next free id."""
+        nucleus_id = first_id
+        for nucleus in nuclei:
+            text, row = self.records.record(nucleus, nucleus_id)
+            if self.count:
+                self._geojson.write(b",\n")
+            self._geojson.write(text)
+            for c in PARQUET_COLUMNS:
+                self._columns[c].append(row[c])
+            self.count += 1
+            nucleus_id += 1
+        return nucleus_id
+
+    def commit(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._stream.__exit__(None, None, None)
+        table = pa.Table.from_pydict(self._columns, schema=self.schema)
+        with atomic_stream(self.folder / self.names(self.region)[1], overwrite=True) as f:
+            pq.write_table(table, f)
+        self._stream = self._geojson = None
+        self._columns = {}
+
+    def abandon(self) -> None:
+        """Drop the open region (an error): its temporary file is removed."""
+        if self._stream is not None:
+            try:
+                self._stream.__exit__(RuntimeError, RuntimeError("abandoned"), None)
+            except RuntimeError:
+                pass
+            self._stream = self._geojson = None
+
+
+def assemble_geojson(parts: Sequence[Path], dest: Path, compress: bool) -> Path:
+    """One FeatureCollection from the region parts, copied part by part (gzip without a time
+    stamp, so the same nuclei always give the same bytes)."""
+    with atomic_stream(dest, overwrite=True) as raw:
+        out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if compress else raw
+        out.write(GEOJSON_HEADER)
+        first = True
+        for part in parts:
+            if os.path.getsize(part) == 0:
+                continue
+            if not first:
+                out.write(b",\n")
+            with open(part, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    out.write(chunk)
+            first = False
+        out.write(GEOJSON_FOOTER)
+        if compress:
+            out.close()
+    return dest
+
+
+def assemble_parquet(parts: Sequence[Path], dest: Path, schema, on_table=None) -> int:
+    """One Parquet file, one row group per non-empty region part; ``on_table(table)`` sees each
+    region (e.g. to draw the QC thumbnail). Returns the row count."""
+    import pyarrow.parquet as pq
+
+    rows = 0
+    with atomic_stream(dest, overwrite=True) as f:
+        writer = pq.ParquetWriter(f, schema)
+        for part in parts:
+            table = pq.read_table(part, schema=schema)
+            if table.num_rows == 0:
+                continue
+            writer.write_table(table, row_group_size=table.num_rows)
+            rows += table.num_rows
+            if on_table is not None:
+                on_table(table)
+        writer.close()
+    return rows
+
+
+class QcThumbnail:
+    """The slide at a fixed small size with every nucleus outline drawn in its class colour (the
+    image never grows with the slide: ``max_size`` px on the long side)."""
+
+    def __init__(self, reader, frame: OutputFrame, max_size: int = 2048):
+        self.image = np.ascontiguousarray(reader.thumbnail(max_size)[:, :, ::-1])  # BGR for cv2
+        w0, h0 = reader.level_dimensions[0]
+        self.factor = (self.image.shape[1] / w0, self.image.shape[0] / h0)
+        self.frame = frame
+
+    def draw(self, table) -> None:
+        import shapely
+
+        geoms = shapely.from_wkb(table.column("outline").to_numpy(zero_copy_only=False))
+        rings = shapely.get_exterior_ring(geoms)
+        coords, index = shapely.get_coordinates(rings, return_index=True)
+        if not len(coords):
+            return
+        pts = (coords + self.frame.origin) * self.factor  # output frame -> level 0 -> thumbnail
+        pts = np.round(pts).astype(np.int32)
+        splits = np.flatnonzero(np.diff(index)) + 1
+        labels = table.column("class_id").to_numpy()
+        for label in np.unique(labels):
+            chosen = set(np.flatnonzero(labels == label).tolist())
+            polys = [p for i, p in enumerate(np.split(pts, splits)) if i in chosen]
+            r, g, b = class_color(int(label))
+            cv2.polylines(self.image, polys, True, (b, g, r), 1)
+
+    def save(self, path: Path) -> Path:
+        ok, buf = cv2.imencode(".png", self.image)
+        if not ok:
+            raise ValueError("could not encode the QC thumbnail")
+        with atomic_stream(path, overwrite=True) as f:
+            f.write(buf.tobytes())
+        return path
+
+
+def region_part_paths(folder: Path, regions: int) -> List[Tuple[Path, Path]]:
+    return [tuple(Path(folder) / n for n in RegionParts.names(k)) for k in range(regions)]
