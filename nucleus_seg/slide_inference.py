@@ -148,9 +148,11 @@ def open_slide_view(slide, settings: SlideSettings):
 
 
 def _tissue_for(reader, settings: SlideSettings):
-    """The tissue mask, or None where every tile is predicted ('all'; 'auto' on ordinary images)."""
+    """The tissue mask, or None where every tile is predicted ('all'; 'auto' on a single-level
+    file, an image tile rather than a scan: detecting background in a field of tissue would
+    only remove tissue)."""
     choice = settings.tissue
-    if choice == "all" or (choice == "auto" and reader.format == "image"):
+    if choice == "all" or (choice == "auto" and reader.level_count == 1):
         return None
     from .slide import tissue_mask
 

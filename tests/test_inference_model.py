@@ -126,18 +126,22 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"error: {folder / 'zz_corrupt.png'}: cannot be read" in proc.stdout
-    assert "2 image(s) done, 1 failed" in proc.stdout
+    assert "2 input(s) done, 1 failed" in proc.stdout
     names = sorted(p.name for p in folder.glob("*.png") if p.name != "zz_corrupt.png")
-    for name in names:
-        stem = name[:-4]
-        labels = cv2.imread(str(out / f"{stem}.labels.png"), cv2.IMREAD_UNCHANGED)
+    for position, name in enumerate(names, start=1):
+        result = out / name[:-4]
+        labels = cv2.imread(str(result / "nuclei.labels.png"), cv2.IMREAD_UNCHANGED)
         assert labels.dtype == np.uint16 and labels.shape == (256, 320)
-        doc = json.loads((out / f"{stem}.geojson").read_text())
+        doc = json.loads((result / "nuclei.geojson").read_text())
         assert doc["type"] == "FeatureCollection"
-        assert (out / f"{stem}.overlay.png").is_file()
-    results = json.loads((out / "coco_results.json").read_text())
-    assert {r["image_id"] for r in results} <= {1, 2}
-    assert all(isinstance(r["segmentation"]["counts"], str) for r in results)
+        assert (result / "overlay.png").is_file() and (result / "nuclei.parquet").is_file()
+        summary = json.loads((result / "summary.json").read_text())
+        assert summary["nuclei"] == len(doc["features"]) >= labels.max()  # masks may hide others
+        assert summary["model"]["checkpoint"] == str(tiny_checkpoint.resolve())
+        assert summary["settings"]["target_mpp"] == 0.25  # the config's nucleus_mpp
+        results = json.loads((result / "coco_results.json").read_text())
+        assert {r["image_id"] for r in results} <= {position}
+        assert all(isinstance(r["segmentation"]["counts"], str) for r in results)
 
 
 def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):

@@ -73,8 +73,9 @@ def read_image(path) -> np.ndarray:
     return to_rgb8(array, "bgr")
 
 
-def expand_inputs(inputs) -> Tuple[List[Path], List[Tuple[str, str]]]:
-    """Files, folders (their image files, not recursive) and glob patterns -> (image files, problems).
+def expand_inputs(inputs, suffixes=IMAGE_SUFFIXES) -> Tuple[List[Path], List[Tuple[str, str]]]:
+    """Files, folders (their files with ``suffixes``, not recursive) and glob patterns -> (files,
+    problems).
 
     A name that matches nothing is a problem (reported, not fatal). Order: as given, folders and
     globs sorted; duplicates removed."""
@@ -93,17 +94,17 @@ def expand_inputs(inputs) -> Tuple[List[Path], List[Tuple[str, str]]]:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                           if p.is_file() and p.suffix.lower() in suffixes)
             if not found:
                 problems.append((item, "folder holds no image files (" +
-                                 ", ".join(IMAGE_SUFFIXES) + ")"))
+                                 ", ".join(suffixes) + ")"))
             for p in found:
                 add(p)
         elif path.is_file():
             add(path)  # named explicitly: tried whatever its suffix
         elif glob.has_magic(item):
             found = sorted(Path(p) for p in glob.glob(item, recursive=True)
-                           if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+                           if Path(p).is_file() and Path(p).suffix.lower() in suffixes)
             if not found:
                 problems.append((item, "pattern matches no image files"))
             for p in found:
