@@ -24,6 +24,7 @@ from .base import SlideReader, SlideSpec
 from .mpp import MPP_MAX, MPP_MIN, model_mpp, resolve_mpp
 from .opener import open_slide
 from .resample import ResampledView, choose_level
+from .tissue import TissueMask, tissue_mask
 
 __all__ = ["SlideReader", "SlideSpec", "open_slide", "ResampledView", "choose_level", "model_mpp",
-           "resolve_mpp", "MPP_MIN", "MPP_MAX"]
+           "resolve_mpp", "MPP_MIN", "MPP_MAX", "TissueMask", "tissue_mask"]

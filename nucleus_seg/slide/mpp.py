@@ -25,6 +25,10 @@ _OME_UNIT_UM = {"pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "µm": 1.0, "μm": 1.0, "um"
 MppCandidate = Tuple[float, float, str]  # (x, y, source)
 
 
+class MissingMppError(InputError):
+    """The file opened fine but records no plausible microns per pixel (and none was given)."""
+
+
 def is_plausible(mpp: float) -> bool:
     return MPP_MIN <= mpp <= MPP_MAX
 
@@ -92,7 +96,7 @@ def resolve_mpp(path, candidates: Iterable[MppCandidate], mpp: Optional[float] =
     if not require:
         return None, "none"
     detail = f" ({'; '.join(skipped)})" if skipped else ""
-    raise InputError(path, f"no microns-per-pixel in the file{detail}; pass --mpp")
+    raise MissingMppError(path, f"no microns-per-pixel in the file{detail}; pass --mpp")
 
 
 def model_mpp(cfg) -> float:

@@ -11,6 +11,7 @@ from typing import Optional, Union
 
 from ..errors import InputError
 from .base import SlideReader, SlideSpec, one_line
+from .mpp import MissingMppError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jp2", ".pnm", ".ppm")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -83,6 +84,8 @@ def open_slide(path_or_spec: Union[str, Path, SlideSpec], mpp: Optional[float] =
     if vendor is not None:
         try:
             return backends["openslide"](spec)
+        except MissingMppError:
+            raise
         except InputError:
             if not (is_tiff and vendor == "generic-tiff"):
                 raise

@@ -40,38 +40,42 @@ def choose_level(level_downsamples: Sequence[float], downsample: float) -> int:
     return best
 
 
-def _area_axis(src: np.ndarray, start: float, step: float, n: int, axis: int) -> np.ndarray:
-    """Area-average ``src`` along ``axis``: output k is the mean over [start + k*step,
-    start + (k+1)*step) in source pixel units (float64 result)."""
+def _area_axis(src: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
+    """Area-average ``src`` along ``axis``: output k is the mean over [edges[k], edges[k+1]) in
+    source pixel units (edges increasing, steps >= 1), float32.
+
+    Each output is a weighted sum of the few source pixels its footprint overlaps, weights = the
+    overlapped fraction; computed the same way for a pixel whatever window it is read in."""
     size = src.shape[axis]
-    pad = [(0, 0)] * src.ndim
-    pad[axis] = (1, 1)
-    # integral[j] = sum of src[:j]; padded with a leading 0 and a trailing copy so a boundary that
-    # falls exactly on the last edge indexes a valid entry
-    integral = np.cumsum(np.pad(src.astype(np.float64), pad), axis=axis)
-    values = np.pad(src.astype(np.float64), [(0, 0) if a != axis else (0, 1)
-                                             for a in range(src.ndim)])
-    edges = start + step * np.arange(n + 1, dtype=np.float64)
-    edges = np.clip(edges, 0.0, float(size))
-    k = np.minimum(np.floor(edges + _EPS).astype(np.int64), size)
-    frac = np.clip(edges - k, 0.0, None)
+    lo, hi = edges[:-1], edges[1:]
+    first = np.floor(lo + _EPS).astype(np.int64)
+    taps = int(np.ceil(float(np.max(hi - lo)))) + 1
+    idx = first[:, None] + np.arange(taps)[None, :]                       # (n, taps)
+    weight = (np.minimum(hi[:, None], idx + 1) - np.maximum(lo[:, None], idx)).clip(0, None)
+    weight = (weight / (hi - lo)[:, None]).astype(np.float32)
+    idx = idx.clip(0, size - 1)  # taps past the edge carry weight 0
     shape = [1] * src.ndim
-    shape[axis] = n + 1
-    cum = np.take(integral, k, axis=axis) + frac.reshape(shape) * np.take(values, k, axis=axis)
-    return np.diff(cum, axis=axis) / step
+    shape[axis] = len(lo)
+    out = None
+    for k in range(taps):
+        term = np.take(src, idx[:, k], axis=axis).astype(np.float32)
+        term *= weight[:, k].reshape(shape)
+        out = term if out is None else out + term
+    return out
 
 
-def area_resample(src: np.ndarray, x_start: float, x_step: float, width: int,
-                  y_start: float, y_step: float, height: int) -> np.ndarray:
-    """(height, width, C) uint8 whose pixel (i, j) is the area mean of ``src`` over
-    [x_start + j*x_step, +x_step) x [y_start + i*y_step, +y_step) (steps >= 1, source pixel units)."""
-    aligned = all(abs(v - round(v)) < 1e-6 for v in (x_start, y_start, x_step, y_step))
-    if aligned:
-        x0, y0 = int(round(x_start)), int(round(y_start))
+def area_resample(src: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
+    """(len(y_edges)-1, len(x_edges)-1, C) uint8: pixel (i, j) is the area mean of ``src`` over
+    [x_edges[j], x_edges[j+1]) x [y_edges[i], y_edges[i+1]) (source pixel units, steps >= 1)."""
+    width, height = len(x_edges) - 1, len(y_edges) - 1
+    x_step, y_step = x_edges[1] - x_edges[0], y_edges[1] - y_edges[0]
+    aligned = all(abs(v - round(v)) < 1e-6 for v in (x_edges[0], y_edges[0], x_step, y_step))
+    if aligned:  # whole source pixels per model pixel: OpenCV's INTER_AREA is the same average
+        x0, y0 = int(round(x_edges[0])), int(round(y_edges[0]))
         window = src[y0:y0 + int(round(y_step)) * height, x0:x0 + int(round(x_step)) * width]
         return cv2.resize(window, (width, height), interpolation=cv2.INTER_AREA)
-    out = _area_axis(src, x_start, x_step, width, axis=1)
-    out = _area_axis(out, y_start, y_step, height, axis=0)
+    out = _area_axis(src, x_edges, axis=1)
+    out = _area_axis(out, y_edges, axis=0)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -147,11 +151,14 @@ class ResampledView:
             sy1 = math.floor(ay + (height - 0.5) * fy - 0.5) + 3
             src = self.reader.read_level(self.level, sx0, sy0, sx1 - sx0, sy1 - sy0)
             return linear_resample(src, ax - sx0, fx, width, ay - sy0, fy, height)
-        sx0, sy0 = math.floor(ax + _EPS), math.floor(ay + _EPS)
-        sx1 = math.ceil(ax + width * fx - _EPS)
-        sy1 = math.ceil(ay + height * fy - _EPS)
+        # footprint edges from the model pixels' global indices, so a pixel gets the same edges
+        # (hence the same value) in every window that contains it
+        x_edges = self._origin[0] + np.arange(x, x + width + 1, dtype=np.float64) * fx
+        y_edges = self._origin[1] + np.arange(y, y + height + 1, dtype=np.float64) * fy
+        sx0, sy0 = math.floor(x_edges[0] + _EPS), math.floor(y_edges[0] + _EPS)
+        sx1, sy1 = math.ceil(x_edges[-1] - _EPS), math.ceil(y_edges[-1] - _EPS)
         src = self.reader.read_level(self.level, sx0, sy0, sx1 - sx0, sy1 - sy0)
-        return area_resample(src, ax - sx0, fx, width, ay - sy0, fy, height)
+        return area_resample(src, x_edges - sx0, y_edges - sy0)
 
     def to_slide(self, xy: np.ndarray) -> np.ndarray:
         """Model-pixel coordinates (..., 2) -> level-0 coordinates (float64)."""

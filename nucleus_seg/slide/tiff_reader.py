@@ -12,6 +12,8 @@ X/YResolution tags with ResolutionUnit inch or cm (unit NONE is an aspect ratio,
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import re
@@ -25,6 +27,19 @@ from .base import WHITE, SlideReader, SlideSpec, level_downsamples_from_dimensio
 from .mpp import MppCandidate, mpp_from_ome_size, mpp_from_tiff_resolution, resolve_mpp
 
 _APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)")
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """tifffile logs damaged-file warnings (e.g. 'invalid page offset') on stderr; the reader turns
+    what matters into one InputError line instead."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class _Level:
@@ -43,10 +58,10 @@ class _Level:
         self.cols = math.ceil(self.width / self.seg_w)
         self.rows = math.ceil(self.height / self.seg_h)
         self.memmap = None
-        if page.compression == 1 and page.is_contiguous and not self.planar:
-            offset, _ = page.is_contiguous
+        if page.is_memmappable and not self.planar:  # uncompressed, contiguous, native order
             shape = (self.height, self.width, self.samples)
-            self.memmap = np.memmap(path, dtype=page.dtype, mode="r", offset=offset, shape=shape)
+            self.memmap = np.memmap(path, dtype=page.dtype, mode="r",
+                                    offset=int(page.dataoffsets[0]), shape=shape)
 
     def data_end(self) -> int:
         ends = [o + c for o, c in zip(self.page.dataoffsets, self.page.databytecounts) if c]
@@ -60,9 +75,13 @@ class TiffReader(SlideReader):
         super().__init__(spec)
         import tifffile
 
+        self._tif = None
         try:
-            self._tif = tifffile.TiffFile(str(self.path))
-            series = self._pick_series()
+            with _quiet_tifffile():
+                self._tif = tifffile.TiffFile(str(self.path))
+                series = self._pick_series()
+                self._init_levels(series)
+                candidates = self._mpp_candidates(series)
         except InputError:
             self.close()
             raise
@@ -70,9 +89,8 @@ class TiffReader(SlideReader):
             self.close()
             raise InputError(self.path, f"cannot be read as a TIFF ({one_line(exc)})") from None
         try:
-            self._init_levels(series)
-            self.mpp, self.mpp_source = resolve_mpp(self.path, self._mpp_candidates(series),
-                                                    spec.mpp, spec.require_mpp)
+            self.mpp, self.mpp_source = resolve_mpp(self.path, candidates, spec.mpp,
+                                                    spec.require_mpp)
         except BaseException:
             self.close()
             raise
