@@ -148,23 +148,20 @@ def open_slide_view(slide, settings: SlideSettings):
 
 
 def _tissue_for(reader, settings: SlideSettings):
-    """The tissue mask, or None where every tile is predicted ('all'; 'auto' on a single-level
-    file, an image tile rather than a scan: detecting background in a field of tissue would
-    only remove tissue)."""
+    """The tissue mask: detected, from the user's region file, or all of the scanned area ('all';
+    'auto' on a single-level file, an image tile rather than a scan, where detecting background
+    in a field of tissue would only remove tissue). Empty: InputError naming the file."""
+    from .slide import tissue_mask
+    from .slide.tissue import TissueMask
+
     choice = settings.tissue
     if choice == "all" or (choice == "auto" and reader.level_count == 1):
-        return None
-    from .slide import tissue_mask
-
-    region = None if choice in ("auto", "detect") else choice
-    tissue = tissue_mask(reader, region=region)
-    if not np.asarray(tissue.mask).any():
-        raise InputError(reader.path, "no tissue found (the tissue mask is empty)")
-    return tissue
+        return TissueMask.full(reader)
+    return tissue_mask(reader, region=None if choice in ("auto", "detect") else choice)
 
 
 def _tissue_filter(tissue, view, min_tissue: float) -> Optional[Callable[[Tile], bool]]:
-    if tissue is None:
+    if tissue.source == "all":
         return None
 
     def keep(tile: Tile) -> bool:
@@ -399,19 +396,8 @@ def _run(reader, view, slide, predictor, out_dir, settings, class_names, names, 
 
 
 def _tissue_info(tissue, settings: SlideSettings, reader) -> dict:
-    if tissue is None:
-        area_um2 = None
-        if reader.mpp:
-            bx, by, bw, bh = reader.bounds
-            area_um2 = bw * bh * reader.mpp[0] * reader.mpp[1]
-        source = "all (every tile predicted)"
-        downsample = None
-    else:
-        area_um2 = tissue.area_um2(reader.mpp) if reader.mpp else None
-        source = "detected" if settings.tissue in ("auto", "detect") else settings.tissue
-        downsample = float(tissue.downsample)
-    return {"source": source, "min_tile_fraction": settings.min_tissue,
-            "mask_downsample": downsample,
+    area_um2 = tissue.area_um2(reader.mpp) if reader.mpp else None
+    return {**tissue.describe(), "min_tile_fraction": settings.min_tissue,
             "area_mm2": area_um2 / 1e6 if area_um2 is not None else None}
 
 
@@ -428,7 +414,7 @@ def _assemble(reader, view, frame, tissue, journal, state, regions_total, schema
     assemble_parquet([p for _, p in parts], final / names["parquet"], schema, qc.draw)
     built["parquet"] = final / names["parquet"]
     built["qc"] = qc.save(final / names["qc"])
-    if tissue is not None:
+    if tissue.source != "all":  # nothing for a person to check
         tissue.save_png(final / names["tissue"], overwrite=True)
         built["tissue"] = final / names["tissue"]
     if collected is not None:
