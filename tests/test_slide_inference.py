@@ -20,6 +20,7 @@ import shapely
 
 from nucleus_seg.errors import InputError
 from nucleus_seg.inference.batch import infer_inputs
+from nucleus_seg.inference.export import geojson_feature
 from nucleus_seg.slide_inference import SlideSettings, infer_slide
 from slide_standins import KILL_ENV, ColourCodedPredictor, colour_slide
 from slides import write_aperio, write_generic_tiff, write_ome_tiff, write_truncated
@@ -78,9 +79,11 @@ def test_every_nucleus_once_at_its_place_in_every_output(slide_data, tmp_path, k
     doc = json.loads((out / "nuclei.geojson").read_text())
     assert [f["properties"]["nucleus_id"] for f in doc["features"]] == table["id"]
     outlines = shapely.from_wkb(table["outline"])
-    for feature, outline in zip(doc["features"][:50], outlines[:50]):
+    for feature, outline, score in zip(doc["features"][:50], outlines[:50], table["score"]):
         assert shapely.equals(shapely.geometry.shape(feature["geometry"]), outline)
-        assert feature["properties"]["objectType"] == "detection"
+        # the streamed text is the Feature export.geojson_feature describes
+        assert feature == geojson_feature(feature["geometry"], 0, score, ["nucleus"],
+                                          nucleus_id=feature["properties"]["nucleus_id"])
     summary_doc = json.loads((out / "summary.json").read_text())
     view = summary_doc["view"]
     assert view["format"] == reader_format and view["mpp"] == 0.25 and view["level"] == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..fileio import atomic_stream
-from .export import class_color, crop_polygon, geojson_feature
+from .export import class_color, crop_polygon
 from .instances import MaskCrop
 from .seams import Nucleus
 
@@ -56,12 +57,38 @@ class OutputFrame:
                 "model_to_output_offset": list(self.offset)}
 
 
-def outline_geometry(crop: MaskCrop, frame: OutputFrame) -> dict:
-    """GeoJSON geometry of a nucleus in output coordinates. The one place outlines are traced for
-    slides: the boundary-pixel ring of the largest part, moved to pixel centres."""
-    ring = np.asarray(crop_polygon(crop), dtype=np.float64) + 0.5
-    ring = ring * frame.scale + frame.offset
-    return {"type": "Polygon", "coordinates": [np.round(ring, COORD_DECIMALS).tolist()]}
+def outline_polygons(crop: MaskCrop) -> List[List[np.ndarray]]:
+    """A nucleus outline as polygons (lists of closed rings, (k, 2) float arrays) in model-pixel
+    edge coordinates. The one place slide outlines are traced: the boundary-pixel ring of the
+    largest part, moved to pixel centres."""
+    return [[np.asarray(crop_polygon(crop), dtype=np.float64) + 0.5]]
+
+
+def _ring_text(ring: np.ndarray) -> str:
+    if np.all(ring == np.round(ring)):
+        return json.dumps(ring.astype(np.int64).tolist())  # integer corners: exact and short
+    return json.dumps(np.round(ring, COORD_DECIMALS).tolist())
+
+
+def _geometry_text(polygons: List[List[np.ndarray]]) -> str:
+    """GeoJSON geometry text (Polygon, or MultiPolygon for several parts)."""
+    parts = ["[" + ",".join(_ring_text(r) for r in rings) + "]" for rings in polygons]
+    if len(parts) == 1:
+        return '{"type": "Polygon", "coordinates": ' + parts[0] + "}"
+    return '{"type": "MultiPolygon", "coordinates": [' + ",".join(parts) + "]}"
+
+
+def _wkb(polygons: List[List[np.ndarray]]) -> bytes:
+    """ISO WKB (little-endian) of the same geometry, written directly (shapely per nucleus would
+    cost more than tracing it)."""
+    def polygon(rings):
+        return b"".join([b"\x01", struct.pack("<II", 3, len(rings))]
+                        + [struct.pack("<I", len(r)) + np.ascontiguousarray(r, "<f8").tobytes()
+                           for r in rings])
+
+    if len(polygons) == 1:
+        return polygon(polygons[0])
+    return b"\x01" + struct.pack("<II", 6, len(polygons)) + b"".join(polygon(p) for p in polygons)
 
 
 PARQUET_COLUMNS = ("id", "class", "class_id", "score", "centroid_x", "centroid_y",
@@ -97,19 +124,25 @@ class NucleusRecords:
         return self.class_names[label] if label < len(self.class_names) else f"class_{label}"
 
     def record(self, nucleus: Nucleus, nucleus_id: int) -> Tuple[bytes, dict]:
-        import shapely.geometry
-
         crop, f = nucleus.crop, self.frame
         (sx, sy), (ox, oy) = f.scale, f.offset
-        ys, xs = np.nonzero(crop.mask)
-        area = float(len(xs)) * sx * sy
-        cx = (crop.x0 + xs.mean() + 0.5) * sx + ox
-        cy = (crop.y0 + ys.mean() + 0.5) * sy + oy
-        geometry = outline_geometry(crop, f)
-        feature = geojson_feature(geometry, nucleus.label, nucleus.score, self.class_names,
-                                  nucleus_id=nucleus_id)
+        moments = cv2.moments(crop.mask.view(np.uint8), binaryImage=True)
+        count = moments["m00"]
+        area = count * sx * sy
+        cx = (crop.x0 + moments["m10"] / count + 0.5) * sx + ox  # mean of pixel centres
+        cy = (crop.y0 + moments["m01"] / count + 0.5) * sy + oy
+        scale, offset = np.array([sx, sy]), np.array([ox, oy])
+        polygons = [[ring * scale + offset for ring in rings] for rings in outline_polygons(crop)]
+        name = self.class_name(nucleus.label)
+        r, g, b = class_color(nucleus.label)
+        # the Feature of export.geojson_feature, written as text directly (json.dumps of nested
+        # coordinate lists dominated the slide pipeline's time)
+        text = ('{"type": "Feature", "geometry": ' + _geometry_text(polygons)
+                + ', "properties": {"objectType": "detection", "classification": {"name": '
+                + json.dumps(name) + f', "color": [{r}, {g}, {b}]}}, "score": '
+                + f"{round(float(nucleus.score), 5)!r}, \"nucleus_id\": {nucleus_id}}}}}")
         row = {
-            "id": nucleus_id, "class": self.class_name(nucleus.label), "class_id": nucleus.label,
+            "id": nucleus_id, "class": name, "class_id": nucleus.label,
             "score": float(nucleus.score),
             "centroid_x": cx, "centroid_y": cy,
             "centroid_x_um": cx * f.mpp[0] if f.mpp else None,
@@ -118,9 +151,9 @@ class NucleusRecords:
             "bbox_x1": crop.x1 * sx + ox, "bbox_y1": crop.y1 * sy + oy,
             "area_px": area, "area_um2": area * f.mpp[0] * f.mpp[1] if f.mpp else None,
             "tile": nucleus.tile, "seen_by": nucleus.seen_by,
-            "outline": shapely.geometry.shape(geometry).wkb,
+            "outline": _wkb(polygons),
         }
-        return json.dumps(feature).encode(), row
+        return text.encode(), row
 
 
 class RegionParts:
