@@ -100,7 +100,9 @@ def child_stream(path: str, workers: int, batch_size: int) -> dict:
         seconds = time.perf_counter() - t
         sizes = {p.name: p.stat().st_size for p in (Path(out) / "slide").iterdir()}
     step = TILE - OVERLAP
-    return {"seconds": seconds, "tiles": summary.tiles, "tiles_total": summary.tiles_total,
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"seconds": seconds,
+            "cpu_main_s": own.ru_utime + own.ru_stime, "cpu_readers_s": kids.ru_utime + kids.ru_stime, "tiles": summary.tiles, "tiles_total": summary.tiles_total,
             "nuclei": summary.nuclei, "tissue_mp": summary.tiles * step * step / 1e6,
             "tissue_mm2": summary.tissue_area_mm2, "rss_start_mb": rss_start,
             "rss_peak_mb": _status_mb("VmHWM"),
@@ -201,7 +203,8 @@ def main(argv=None) -> int:
         r.update(gigapixels=gp, slide=path.name)
         rows.append(r)
         print(f"{path.name}: {r['tiles']}/{r['tiles_total']} tiles, {r['nuclei']} nuclei, "
-              f"{r['seconds']:.1f} s, {r['tissue_mp'] / r['seconds']:.1f} tissue MP/s, peak RSS "
+              f"{r['seconds']:.1f} s (CPU: main {r['cpu_main_s']:.1f} s, readers "
+              f"{r['cpu_readers_s']:.1f} s), {r['tissue_mp'] / r['seconds']:.1f} tissue MP/s, peak RSS "
               f"{r['rss_peak_mb']:.0f} MB (+ reader {r['workers_peak_mb']:.0f} MB)", flush=True)
     model = None
     if args.model_tiles:

@@ -68,7 +68,7 @@ class SlideSettings:
     extras: Tuple[str, ...] = ()        # (*) 'labels', 'overlay', 'coco' (ordinary images only)
     coco_image_id: int = 1              # (*) image_id of the COCO records
     batch_size: int = 2                 # tiles per forward pass
-    workers: int = 1                    # reader processes (0: read in this process)
+    workers: int = 2                    # reader processes (0: read in this process)
     thumbnail: int = 2048               # QC thumbnail, long side in pixels
     overwrite: bool = False             # replace a finished slide's outputs / discard a partial run
     progress: bool = True               # tqdm bar on stderr

@@ -235,3 +235,24 @@ def test_bad_slides_are_one_line_errors_and_the_others_go_on(slide_data, tmp_pat
                           SlideSettings(workers=0, mpp=0.25, **FAST))
     assert summary.nuclei == len(slide_data["discs"])
     assert json.loads((tmp_path / "nompp" / "summary.json").read_text())["view"]["mpp_source"] == "--mpp"
+
+
+def test_a_tissue_region_limits_the_tiles_and_a_slide_spec_reopens_the_slide(slide_data, tmp_path):
+    from nucleus_seg.slide import open_slide
+
+    region = np.zeros((H // 8, W // 8), np.uint8)
+    region[:, :W // 16] = 255  # the left half of the slide, as a mask image of any size
+    cv2.imwrite(str(tmp_path / "left.png"), region)
+    with open_slide(slide_data["paths"]["ome"]) as reader:
+        spec = reader.spec()
+    summary = infer_slide(spec, ColourCodedPredictor(), tmp_path / "o",
+                          SlideSettings(workers=1, tissue=str(tmp_path / "left.png"), **FAST))
+    table = _table(tmp_path / "o")
+    truth = _truth(slide_data["labels"])
+    left = {k for k, (_, cx, _) in truth.items() if cx < W / 2 - 8}
+    found = {int(slide_data["labels"][int(y), int(x)])
+             for x, y in zip(table["centroid_x"], table["centroid_y"])}
+    assert left <= found and max(table["centroid_x"]) < W / 2 + FAST["tile"]
+    assert summary.nuclei < len(truth)
+    assert cv2.imread(str(tmp_path / "o" / "tissue.png"), cv2.IMREAD_GRAYSCALE).mean() > 100
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["tissue"]["source"].startswith("mask:")
