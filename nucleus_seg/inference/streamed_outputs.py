@@ -206,6 +206,8 @@ class RegionParts:
             pq.write_table(table, f)
         self._stream = self._geojson = None
         self._columns = {}
+        del table
+        pa.default_memory_pool().release_unused()
 
     def abandon(self) -> None:
         """Drop the open region (an error): its temporary file is removed."""
@@ -242,31 +244,49 @@ def assemble_geojson(parts: Sequence[Path], dest: Path, compress: bool) -> Path:
 def assemble_parquet(parts: Sequence[Path], dest: Path, schema, on_table=None) -> int:
     """One Parquet file, one row group per non-empty region part; ``on_table(table)`` sees each
     region (e.g. to draw the QC thumbnail). Returns the row count."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = 0
     with atomic_stream(dest, overwrite=True) as f:
         writer = pq.ParquetWriter(f, schema)
         for part in parts:
-            table = pq.read_table(part, schema=schema)
+            # one thread, no dataset scanner: its per-thread heaps would stay allocated
+            with pq.ParquetFile(part) as pf:
+                table = pf.read(use_threads=False)
             if table.num_rows == 0:
                 continue
             writer.write_table(table, row_group_size=table.num_rows)
             rows += table.num_rows
             if on_table is not None:
                 on_table(table)
+            del table
+            pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
         writer.close()
     return rows
 
 
 class QcThumbnail:
-    """The slide at a fixed small size with every nucleus outline drawn in its class colour (the
-    image never grows with the slide: ``max_size`` px on the long side)."""
+    """The slide's scanned area at a fixed small size (``max_size`` px on the long side) with every
+    nucleus outline drawn in its class colour. Read through a coarse view in chunks, never a whole
+    pyramid level (a 1 GP slide's level 1 alone is 180 MB)."""
 
     def __init__(self, reader, frame: OutputFrame, max_size: int = 2048):
-        self.image = np.ascontiguousarray(reader.thumbnail(max_size)[:, :, ::-1])  # BGR for cv2
-        w0, h0 = reader.level_dimensions[0]
-        self.factor = (self.image.shape[1] / w0, self.image.shape[0] / h0)
+        from ..slide import ResampledView
+        from ..slide.tissue import _low_res_rgb  # the chunked whole-view read tissue masks use
+
+        bx, by, bw, bh = reader.bounds
+        factor = max(bw, bh) / float(max_size)  # level-0 pixels per thumbnail pixel
+        if reader.mpp and factor > 1:
+            image = _low_res_rgb(ResampledView(reader, max(reader.mpp) * factor))
+        else:
+            image = _low_res_rgb(ResampledView(reader, None))
+            if factor > 1:  # a single-level image without MPP: already in memory whole
+                size = (max(1, round(bw / factor)), max(1, round(bh / factor)))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        self.image = np.ascontiguousarray(image[:, :, ::-1])  # BGR for cv2
+        self.corner = (float(bx), float(by))
+        self.factor = (self.image.shape[1] / bw, self.image.shape[0] / bh)
         self.frame = frame
 
     def draw(self, table) -> None:
@@ -277,7 +297,8 @@ class QcThumbnail:
         coords, index = shapely.get_coordinates(rings, return_index=True)
         if not len(coords):
             return
-        pts = (coords + self.frame.origin) * self.factor  # output frame -> level 0 -> thumbnail
+        # output frame -> level 0 -> thumbnail
+        pts = (coords + self.frame.origin - self.corner) * self.factor
         pts = np.round(pts).astype(np.int32)
         splits = np.flatnonzero(np.diff(index)) + 1
         labels = table.column("class_id").to_numpy()
