@@ -38,6 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_slide_read import _rss_mb as _status_mb  # noqa: E402  (VmRSS / VmHWM of this process)
 
 TILE, OVERLAP, MPP = 512, 96, 0.25
 TINY = ROOT / "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
@@ -77,14 +80,6 @@ class LatticePredictor:
 
     def predict_batch(self, tiles):
         return [self(t) for t in tiles]
-
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child_stream(path: str, workers: int, batch_size: int) -> dict:

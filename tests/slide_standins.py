@@ -59,6 +59,7 @@ class ColourCodedPredictor:
         env = os.environ.get(KILL_ENV)
         self.kill_after = int(env) if kill_after is None and env else kill_after
         self.tiles = 0
+        self.blank_tiles = 0  # tiles of bare glass that reached the "model"
 
     def describe(self) -> dict:
         return {"predictor": "ColourCodedPredictor"}
@@ -71,6 +72,8 @@ class ColourCodedPredictor:
         self.tiles += 1
         if self.kill_after is not None and self.tiles > self.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)  # as `kill -9` would, mid-slide
+        if (tile == 255).all():
+            self.blank_tiles += 1
         marked = tile[:, :, 0] == NUCLEUS_RED
         ids = np.where(marked, tile[:, :, 1].astype(np.int32) * 256 + tile[:, :, 2], 0)
         crops, scores = [], []

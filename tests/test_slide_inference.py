@@ -60,8 +60,9 @@ def _table(out_dir):
                                                 ("ome", "ome-tiff")])
 def test_every_nucleus_once_at_its_place_in_every_output(slide_data, tmp_path, kind, reader_format):
     out = tmp_path / kind
-    summary = infer_slide(slide_data["paths"][kind], ColourCodedPredictor(), out,
-                          SlideSettings(workers=1, **FAST))
+    predictor = ColourCodedPredictor()
+    summary = infer_slide(slide_data["paths"][kind], predictor, out, SlideSettings(workers=1, **FAST))
+    assert predictor.tiles == summary.tiles and predictor.blank_tiles == 0  # glass never predicted
     truth = _truth(slide_data["labels"])
     table = _table(out)
     assert summary.nuclei == len(truth) == len(table["id"]) > 400
