@@ -7,6 +7,7 @@ merging, exports), not accuracy. Nothing is downloaded.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -169,3 +170,37 @@ def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
     junk.write_bytes(b"definitely not a pickle")
     with pytest.raises(InputError, match="junk.pth: not a readable PyTorch checkpoint"):
         _read_checkpoint(junk)
+
+
+@pytest.fixture(scope="module")
+def trained_tiny(repo_root):
+    """A tiny-config checkpoint that has been trained: $NUCLEUS_SEG_TRAINED_TINY, or the demo's
+    (`bash tools/demo.sh` trains one into work_dirs/demo/train/). Random weights cannot say
+    whether tiling changes what a model finds."""
+    from pathlib import Path
+
+    candidates = []
+    if os.environ.get("NUCLEUS_SEG_TRAINED_TINY"):
+        candidates.append(Path(os.environ["NUCLEUS_SEG_TRAINED_TINY"]))
+    marker = repo_root / "work_dirs" / "demo" / "train" / "last_checkpoint"
+    if marker.is_file():
+        candidates.append(Path(marker.read_text().strip()))
+    for path in candidates:
+        if path.is_file():
+            return path
+    pytest.skip("no trained tiny checkpoint: run `bash tools/demo.sh` or set NUCLEUS_SEG_TRAINED_TINY")
+
+
+def test_trained_tiny_model_tiled_finds_what_it_finds_on_the_whole_image(repo_root, sample_root,
+                                                                         trained_tiny):
+    from nucleus_seg.inference.export import crop_to_rle
+    from nucleus_seg.metrics.instance import pairwise_overlaps, panoptic_quality
+
+    predictor = load_predictor(repo_root / TINY_CONFIG, trained_tiny, "cpu", score_thr=0.5)
+    image = _tissue_image(sample_root, 512, 640)  # 2 x 2 real H&E tiles (and a bit)
+    whole = predictor(image)
+    tiled = run_tiled(image, predictor, tile=256, overlap=96, batch_size=4)
+    assert len(whole) > 50
+    rles = [[crop_to_rle(c, 512, 640) for c in inst.masks] for inst in (whole, tiled)]
+    agreement = panoptic_quality(pairwise_overlaps(*rles))
+    assert agreement["F1"] >= 0.99, agreement
