@@ -168,7 +168,7 @@ class RegionParts:
         self.region: Optional[int] = None
         self._geojson = None
         self._stream = None
-        self._columns: Dict[str, list] = {}
+        self._batches: list = []  # Arrow record batches of the region: compact, not Python objects
         self.count = 0
 
     @staticmethod
@@ -179,21 +179,26 @@ class RegionParts:
         self.region = region
         self._stream = atomic_stream(self.folder / self.names(region)[0], overwrite=True)
         self._geojson = self._stream.__enter__()
-        self._columns = {c: [] for c in PARQUET_COLUMNS}
+        self._batches = []
         self.count = 0
 
     def add(self, nuclei: Iterable[Nucleus], first_id: int) -> int:
         """Write ``nuclei`` with ids from ``first_id``; returns the next free id."""
+        import pyarrow as pa
+
         nucleus_id = first_id
+        columns = {c: [] for c in PARQUET_COLUMNS}
         for nucleus in nuclei:
             text, row = self.records.record(nucleus, nucleus_id)
             if self.count:
                 self._geojson.write(b",\n")
             self._geojson.write(text)
             for c in PARQUET_COLUMNS:
-                self._columns[c].append(row[c])
+                columns[c].append(row[c])
             self.count += 1
             nucleus_id += 1
+        if nucleus_id > first_id:
+            self._batches.append(pa.RecordBatch.from_pydict(columns, schema=self.schema))
         return nucleus_id
 
     def commit(self) -> None:
@@ -201,11 +206,11 @@ class RegionParts:
         import pyarrow.parquet as pq
 
         self._stream.__exit__(None, None, None)
-        table = pa.Table.from_pydict(self._columns, schema=self.schema)
+        table = pa.Table.from_batches(self._batches, schema=self.schema).combine_chunks()
         with atomic_stream(self.folder / self.names(self.region)[1], overwrite=True) as f:
             pq.write_table(table, f)
         self._stream = self._geojson = None
-        self._columns = {}
+        self._batches = []
         del table
         pa.default_memory_pool().release_unused()
 
