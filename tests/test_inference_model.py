@@ -16,6 +16,7 @@ import pytest
 
 from nucleus_seg.errors import InputError
 from nucleus_seg.inference import load_predictor, run_tiled, tile_grid
+from slides import make_mosaic, write_aperio
 from tiling_standins import ClippedPredictions
 
 TINY_CONFIG = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
@@ -118,6 +119,8 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
     for p in sorted(sample_root.glob("test/*.png"))[:2]:
         (folder / p.name).write_bytes(p.read_bytes())  # 320 x 256 RGBA: 2 tiles each at tile 256
     (folder / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    # and a small Aperio-style slide: tissue in the middle of white glass, 0.25 um/px
+    write_aperio(folder / "zz_slide.svs", make_mosaic(1024, 960, specks=0), mpp=0.25)
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, str(repo_root / "tools/infer.py"), str(repo_root / TINY_CONFIG),
@@ -127,7 +130,7 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"error: {folder / 'zz_corrupt.png'}: cannot be read" in proc.stdout
-    assert "2 input(s) done, 1 failed" in proc.stdout
+    assert "3 input(s) done, 1 failed" in proc.stdout
     names = sorted(p.name for p in folder.glob("*.png") if p.name != "zz_corrupt.png")
     for position, name in enumerate(names, start=1):
         result = out / name[:-4]
@@ -143,6 +146,9 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
         results = json.loads((result / "coco_results.json").read_text())
         assert {r["image_id"] for r in results} <= {position}
         assert all(isinstance(r["segmentation"]["counts"], str) for r in results)
+    summary = json.loads((out / "zz_slide" / "summary.json").read_text())
+    assert summary["view"]["format"] == "aperio" and summary["view"]["mpp"] == 0.25
+    assert summary["tiles"]["background"] > 0 and (out / "zz_slide" / "tissue.png").is_file()
 
 
 def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
