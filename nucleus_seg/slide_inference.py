@@ -23,6 +23,7 @@ Issue 11's cohort runner calls this function per slide; it is idempotent.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import time
@@ -147,17 +148,48 @@ def open_slide_view(slide, settings: SlideSettings):
     return reader, ResampledView(reader, target)
 
 
+TISSUE_GRID = 512  # tissue mask cells on the slide's long side, at most (within 8..32 um/px)
+
+
+def whole_level_mpp(reader, mpp: float, limit: Optional[float] = None) -> float:
+    """``mpp`` moved (coarser, or finer if ``limit`` forbids) to a whole multiple of a pyramid
+    level's pixel, so a view reduces that level by an integer factor: cv2.INTER_AREA on whole
+    blocks, instead of the exact fractional resampler, whose float64 work arrays for a
+    slide-wide read in 2,048-px chunks take ~100 MB."""
+    from .slide import choose_level
+
+    base = max(reader.mpp)
+    level = choose_level(reader.level_downsamples, mpp / base)
+    step = base * reader.level_downsamples[level]
+    k = max(1, math.ceil(mpp / step - 1e-9))
+    if limit is not None and k * step > limit:
+        k = max(1, math.floor(limit / step))
+    return k * step
+
+
 def _tissue_for(reader, settings: SlideSettings):
     """The tissue mask: detected, from the user's region file, or all of the scanned area ('all';
     'auto' on a single-level file, an image tile rather than a scan, where detecting background
-    in a field of tissue would only remove tissue). Empty: InputError naming the file."""
+    in a field of tissue would only remove tissue). Empty: InputError naming the file.
+
+    Detection runs on a grid of at most about TISSUE_GRID cells a side (8 um/px up to 4 mm,
+    coarser beyond, at most 32 um/px, the coarsest it is tested at) at a whole multiple of a
+    level's pixel: its working memory (~80 bytes a cell) would otherwise grow with the slide,
+    150 MB at 8 um/px for a 16 mm (4 GP) slide, while a 512-px tile at 0.25 um/px is 128 um,
+    four 32 um cells."""
     from .slide import tissue_mask
-    from .slide.tissue import TissueMask
+    from .slide.tissue import MASK_MPP, TissueMask
 
     choice = settings.tissue
     if choice == "all" or (choice == "auto" and reader.level_count == 1):
         return TissueMask.full(reader)
-    return tissue_mask(reader, region=None if choice in ("auto", "detect") else choice)
+    mask_mpp = MASK_MPP
+    if reader.mpp:
+        long_side_um = max(reader.bounds[2] * reader.mpp[0], reader.bounds[3] * reader.mpp[1])
+        mask_mpp = min(max(MASK_MPP, long_side_um / TISSUE_GRID), 4 * MASK_MPP)
+        mask_mpp = whole_level_mpp(reader, mask_mpp, limit=4 * MASK_MPP)
+    return tissue_mask(reader, region=None if choice in ("auto", "detect") else choice,
+                       mask_mpp=mask_mpp)
 
 
 def _tissue_filter(tissue, view, min_tissue: float) -> Optional[Callable[[Tile], bool]]:

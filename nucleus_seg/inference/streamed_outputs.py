@@ -279,11 +279,14 @@ class QcThumbnail:
     def __init__(self, reader, frame: OutputFrame, max_size: int = 2048):
         from ..slide import ResampledView
         from ..slide.tissue import _low_res_rgb  # the chunked whole-view read tissue masks use
+        from ..slide_inference import whole_level_mpp
 
         bx, by, bw, bh = reader.bounds
         factor = max(bw, bh) / float(max_size)  # level-0 pixels per thumbnail pixel
         if reader.mpp and factor > 1:
-            image = _low_res_rgb(ResampledView(reader, max(reader.mpp) * factor))
+            # at most max_size px: a whole multiple of a level's pixel at or above the factor
+            image = _low_res_rgb(ResampledView(reader, whole_level_mpp(reader, max(reader.mpp)
+                                                                       * factor)))
         else:
             image = _low_res_rgb(ResampledView(reader, None))
             if factor > 1:  # a single-level image without MPP: already in memory whole
