@@ -107,7 +107,8 @@ def parquet_schema(metadata: Dict[str, dict]):
               ("tile", pa.int32()), ("seen_by", pa.int16()), ("outline", pa.binary())]
     # GeoParquet 1.0 metadata: geopandas.read_parquet gives a GeoDataFrame; crs null = pixel frame
     geo = {"version": "1.0.0", "primary_column": "outline",
-           "columns": {"outline": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": None}}}
+           "columns": {"outline": {"encoding": "WKB", "geometry_types": ["Polygon", "MultiPolygon"],
+                                   "crs": None}}}
     meta = {b"geo": json.dumps(geo).encode()}
     meta.update({k.encode(): json.dumps(v, sort_keys=True).encode() for k, v in metadata.items()})
     return pa.schema(fields, metadata=meta)
@@ -301,20 +302,19 @@ class QcThumbnail:
         import shapely
 
         geoms = shapely.from_wkb(table.column("outline").to_numpy(zero_copy_only=False))
-        rings = shapely.get_exterior_ring(geoms)
-        coords, index = shapely.get_coordinates(rings, return_index=True)
+        parts, owner = shapely.get_parts(geoms, return_index=True)  # MultiPolygon -> Polygons
+        coords, ring = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
         if not len(coords):
             return
         # output frame -> level 0 -> thumbnail
-        pts = (coords + self.frame.origin - self.corner) * self.factor
-        pts = np.round(pts).astype(np.int32)
-        splits = np.flatnonzero(np.diff(index)) + 1
-        labels = table.column("class_id").to_numpy()
+        pts = np.round((coords + self.frame.origin - self.corner) * self.factor).astype(np.int32)
+        starts = np.r_[0, np.flatnonzero(np.diff(ring)) + 1]
+        pieces = np.split(pts, starts[1:])
+        labels = table.column("class_id").to_numpy()[owner[ring[starts]]]
         for label in np.unique(labels):
-            chosen = set(np.flatnonzero(labels == label).tolist())
-            polys = [p for i, p in enumerate(np.split(pts, splits)) if i in chosen]
             r, g, b = class_color(int(label))
-            cv2.polylines(self.image, polys, True, (b, g, r), 1)
+            cv2.polylines(self.image, [pieces[i] for i in np.flatnonzero(labels == label)], True,
+                          (b, g, r), 1)
 
     def save(self, path: Path) -> Path:
         ok, buf = cv2.imencode(".png", self.image)
