@@ -302,8 +302,8 @@ def infer_slide(slide: Union[str, Path, "object"], predictor: Predictor, out_dir
             for name in names.values():  # never replace what was there before this run
                 check_writable(out_dir / name, settings.overwrite)
         partial_dir.mkdir(parents=True, exist_ok=True)
-        return _run(reader, view, slide, predictor, out_dir, settings, class_names, names,
-                    journal, state, fingerprint, model, started)
+        return _run(reader, view, predictor, out_dir, settings, class_names, names, journal, state,
+                    fingerprint, model, started)
     finally:
         reader.close()
 
@@ -315,7 +315,7 @@ def _finished_summary(summary_path: Path, out_dir: Path) -> SlideSummary:
                         0.0, skipped=True, outputs=list(data["outputs"].values()))
 
 
-def _run(reader, view, slide, predictor, out_dir, settings, class_names, names, journal, state,
+def _run(reader, view, predictor, out_dir, settings, class_names, names, journal, state,
          fingerprint, model, started) -> SlideSummary:
     grid = TileGrid(view.height, view.width, settings.tile, settings.overlap)
     tissue = _tissue_for(reader, settings)
@@ -330,8 +330,11 @@ def _run(reader, view, slide, predictor, out_dir, settings, class_names, names, 
                                       f"this one is {view.width}x{view.height} model pixels (limit "
                                       f"{EXTRAS_MAX_PIXELS // 10**6} MP): use the GeoJSON / Parquet "
                                       "outputs")
-    # the extras collect every nucleus in memory, which a resumed run would not have: one region
+    # the extras collect every nucleus in memory, which a resumed run would not have: one region,
+    # predicted again if a run stopped after it
     region_rows = grid.rows if extras else max(1, settings.region_rows)
+    if extras and state is not None and state["regions_done"]:
+        state = None
     regions_total = -(-grid.rows // region_rows)
 
     frame = OutputFrame.of_view(view, settings.frame)

@@ -122,3 +122,29 @@ def test_cli_no_readable_input_is_an_error(tmp_path, repo_root):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {tmp_path / 'nothing.png'}: file not found"
+
+
+def test_a_run_stopped_while_assembling_image_extras_predicts_the_image_again(tmp_path,
+                                                                            monkeypatch):
+    """The label image, overlay and COCO results are built from nuclei held in memory, which a
+    new run does not have: it predicts the (single) region again instead of writing them empty."""
+    import nucleus_seg.slide_inference as si
+
+    _write_tissue(tmp_path / "s.png", 200, 260, 4)
+    settings = SlideSettings(tile=128, overlap=32, workers=0, progress=False,
+                             extras=("labels", "coco"))
+    fresh = si.infer_slide(tmp_path / "s.png", DarkBlobPredictor(), tmp_path / "fresh", settings)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(si, "_assemble", crash)
+        with pytest.raises(KeyboardInterrupt):
+            si.infer_slide(tmp_path / "s.png", DarkBlobPredictor(), tmp_path / "o", settings)
+    journal = json.loads((tmp_path / "o" / ".partial" / "journal.json").read_text())
+    assert journal["stage"] == "assemble"
+    again = si.infer_slide(tmp_path / "s.png", DarkBlobPredictor(), tmp_path / "o", settings)
+    assert again.nuclei == fresh.nuclei > 0
+    for name in ("nuclei.labels.png", "coco_results.json", "nuclei.parquet", "nuclei.geojson"):
+        assert (tmp_path / "o" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
