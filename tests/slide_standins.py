@@ -16,7 +16,8 @@ import signal
 import cv2
 import numpy as np
 
-from nucleus_seg.inference import Instances, MaskCrop
+from nucleus_seg.geometry import MaskCrop
+from nucleus_seg.inference import Instances
 
 NUCLEUS_RED = 50
 PINK = (225, 160, 200)

@@ -74,6 +74,9 @@ def test_dense_scene_settings_admit_1000_instances(path):
     train = cfg.train_dataloader.dataset
     datasets = train.datasets if train.type == "ConcatDataset" else [train]
     assert datasets and all(d.type == "NucleusCocoDataset" for d in datasets)
+    # One image reader for training, testing and inference (tests/test_image_io.py).
+    for d in datasets + [cfg.val_dataloader.dataset, cfg.test_dataloader.dataset]:
+        assert d.pipeline[0].type == "LoadNucleusImage"
 
 
 def _num_classes(cfg):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from nucleus_seg.inference.batch import SLIDE_SUFFIXES, infer_inputs, slide_name
-from nucleus_seg.inference.image_io import IMAGE_SUFFIXES, expand_inputs
-from nucleus_seg.inference.standin import DarkBlobPredictor, disc_label_image
+from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs
 from nucleus_seg.slide_inference import SlideSettings
+from tests.standins import DarkBlobPredictor, disc_label_image
 
 QUICK = SlideSettings(tile=128, overlap=32, workers=0, progress=False)
 
@@ -44,7 +44,7 @@ def test_expand_inputs_takes_files_folders_and_globs_and_reports_misses(folder, 
     (folder / "s.svs").write_bytes(b"")
     files, problems = expand_inputs([str(folder), str(folder / "a.png"), str(folder / "*.tif"),
                                      str(tmp_path / "nope.png"), str(tmp_path / "*.jpg")],
-                                    IMAGE_SUFFIXES + SLIDE_SUFFIXES)
+                                    IMAGE_EXTENSIONS + SLIDE_SUFFIXES)
     assert [f.name for f in files] == ["a.png", "b.png", "c.tif", "s.svs"]  # no duplicates, no .txt
     assert [p for p, _ in problems] == [str(tmp_path / "nope.png"), str(tmp_path / "*.jpg")]
     assert slide_name(folder / "x.ome.tiff") == "x" and slide_name(folder / "x.svs") == "x"

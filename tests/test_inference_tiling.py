@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nucleus_seg.inference import Instances, MaskCrop, SeamMerger, TileGrid, run_tiled, tile_grid
+from nucleus_seg.geometry import MaskCrop, paste_crop
+from nucleus_seg.inference import Instances, SeamMerger, TileGrid, run_tiled, tile_grid
 from nucleus_seg.inference.engine import ArrayView, stream_tiles
-from nucleus_seg.inference.standin import LabelImagePredictor, disc_label_image
+from tests.standins import LabelImagePredictor, disc_label_image
 
 
 @pytest.mark.parametrize("height,width,tile,overlap", [
@@ -80,7 +81,6 @@ class SeamStandIn(LabelImagePredictor):
             crop = MaskCrop(xs.start + int(dx) - x0, ys.start + int(dy) - y0,
                             self.labels[ys, xs] == i)
             full = np.zeros((h, w), bool)
-            from nucleus_seg.inference.instances import paste_crop
             paste_crop(full, crop, True)
             clipped = MaskCrop.from_mask(full)
             if clipped is not None:

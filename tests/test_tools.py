@@ -123,8 +123,8 @@ def test_missing_pretrained_checkpoint_is_a_one_line_error(tmp_path):
 def test_missing_checkpoint_for_testing_is_a_one_line_error(tmp_path):
     res = run("tools/test.py", TINY, tmp_path / "nope.pth", "--eval", "segm", ok=False)
     assert res.returncode == 2
-    assert res.stderr.strip() == f"error: {tmp_path / 'nope.pth'}: checkpoint not found (train one " \
-                                 "with tools/train.py, or give the path of a downloaded one)"
+    assert res.stderr.strip() == f"error: {tmp_path / 'nope.pth'}: checkpoint not found; train one " \
+                                 "with tools/train.py (it writes work_dirs/<config>/*.pth) or copy a trained .pth here"
 
 
 def test_missing_annotation_file_is_a_one_line_error(tmp_path):

@@ -8,7 +8,8 @@ located by its memory address in ``image`` (call it with views of ``image``, as 
 """
 from __future__ import annotations
 
-from nucleus_seg.inference import Instances, MaskCrop
+from nucleus_seg.geometry import MaskCrop
+from nucleus_seg.inference import Instances
 
 
 class ClippedPredictions:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import SLIDE_SUFFIXES, BatchReport, infer_inputs  # noqa: E402
-from nucleus_seg.inference.image_io import IMAGE_SUFFIXES, expand_inputs  # noqa: E402
+from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs  # noqa: E402
 from nucleus_seg.inference.seams import DEFAULT_MATCH_IOU, DEFAULT_TOLERANCE  # noqa: E402
 from nucleus_seg.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: E402
 from nucleus_seg.slide_inference import EXTRAS, SlideSettings  # noqa: E402
@@ -93,7 +93,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     report = BatchReport()
-    files, problems = expand_inputs(args.inputs, IMAGE_SUFFIXES + SLIDE_SUFFIXES)
+    files, problems = expand_inputs(args.inputs, IMAGE_EXTENSIONS + SLIDE_SUFFIXES)
     report.failed.extend(problems)
     if not files:
         if len(problems) == 1:

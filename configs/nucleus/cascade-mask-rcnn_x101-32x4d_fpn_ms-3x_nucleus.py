@@ -22,6 +22,8 @@ model = dict(
         ]),
     test_cfg=dict(rpn=_base_.dense_rpn_test, rcnn=_base_.dense_rcnn_test))
 
+# Repeated in every nucleus config, as mmengine's rules force: the mmdet:: base defines these keys
+# too and a key may not come from two bases, so each config assigns the shared _base_ values.
 train_dataloader = _base_.nucleus_train_dataloader
 val_dataloader = _base_.nucleus_val_dataloader
 test_dataloader = val_dataloader

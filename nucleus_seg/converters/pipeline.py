@@ -11,29 +11,26 @@ from typing import List, Optional, Sequence, Tuple
 
 from ..errors import InputError
 from ..fileio import atomic_write_json, check_writable, load_json
+from ..validation import Problem, limit_lines, raise_problems
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
 from .images import convert_image_folder
 from .pannuke import convert_pannuke, find_fold_arrays, fold_name
 from .split import check_val_ratio, split_names, subset_coco
-from .validate import (DEFAULT_MIN_POLYGON_IOU, CocoValidationError, Problem, dsb_sources,
-                       image_files, pannuke_sources, validate_coco)
+from .validate import DEFAULT_MIN_POLYGON_IOU, dsb_sources, image_files, pannuke_sources, validate_coco
 
 MAX_LISTED = 20  # notes/problems printed one per line before the rest are only counted
 
 
 def print_lines(lines: Sequence[str], prefix: str, stream=None) -> None:
-    stream = stream or sys.stderr
-    for line in lines[:MAX_LISTED]:
-        print(f"{prefix}{line}", file=stream)
-    if len(lines) > MAX_LISTED:
-        print(f"{prefix}... and {len(lines) - MAX_LISTED} more", file=stream)
+    for line in limit_lines(lines, MAX_LISTED):
+        print(f"{prefix}{line}", file=stream or sys.stderr)
 
 
 def raise_if_problems(problems: List[Problem], subject) -> None:
+    """Print every problem (``problem: <file>: <what>``), then raise ProblemsError naming ``subject``."""
     if problems:
-        print_lines([str(p) for p in problems], "problem: ")
-        raise CocoValidationError(subject, f"validation failed: {len(problems)} problem(s), "
-                                  f"first: {problems[0]}")
+        print_lines(problems, "problem: ")
+        raise_problems(subject, problems, "validation failed")
 
 
 def _check_outputs(paths, overwrite: bool) -> None:

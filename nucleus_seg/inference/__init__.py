@@ -1,13 +1,14 @@
-"""Inference on images and slides of any size: tiling with seam matching, the MMDetection predictor and
-exports (COCO results, QuPath GeoJSON, label image, overlay). See docs/inference.md.
+"""Inference on images and slides of any size: tiling with seam matching, the MMDetection predictor
+and exports (COCO results, QuPath GeoJSON, label image, overlay). See docs/inference.md. Images are
+read with :func:`nucleus_seg.image_io.read_image`; masks are :class:`nucleus_seg.geometry.MaskCrop`;
+whole slides go through :func:`nucleus_seg.slide_inference.infer_slide`.
 
 Heavy imports (torch, mmdet) happen only in :func:`load_predictor`, so tiling and exports work
 without them.
 """
-from .export import (crop_polygon, crop_to_rle, export_coco, export_geojson, export_label_image,
-                     export_overlay, render_overlay, to_coco_results, to_geojson)
-from .image_io import expand_inputs, read_image, to_rgb8
-from .instances import Instances, MaskCrop
+from .export import (export_coco, export_geojson, export_label_image, export_overlay, render_overlay,
+                     to_coco_results, to_geojson)
+from .instances import Instances
 from .seams import Nucleus, SeamMerger
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, Tile, TileGrid, run_tiled, tile_grid
 
@@ -21,9 +22,7 @@ def load_predictor(config, checkpoint, device="cpu", score_thr=0.5, max_per_img=
 
 
 __all__ = [
-    "Instances", "MaskCrop", "Tile", "TileGrid", "Predictor", "tile_grid", "run_tiled", "SeamMerger",
-    "Nucleus",
-    "read_image", "to_rgb8", "expand_inputs", "load_predictor", "to_coco_results", "crop_to_rle",
-    "to_geojson", "crop_polygon", "export_coco", "export_geojson", "export_label_image",
-    "export_overlay", "render_overlay", "DEFAULT_TILE", "DEFAULT_OVERLAP",
+    "Instances", "Tile", "TileGrid", "Predictor", "tile_grid", "run_tiled", "SeamMerger",
+    "Nucleus", "load_predictor", "to_coco_results", "to_geojson", "export_coco", "export_geojson",
+    "export_label_image", "export_overlay", "render_overlay", "DEFAULT_TILE", "DEFAULT_OVERLAP",
 ]

@@ -34,7 +34,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .instances import Instances, MaskCrop, intersection_area, union_crops
+from ..geometry import MaskCrop, intersection_area, union_crops
+from .instances import Instances
 from .tiling import Tile, TileGrid
 
 DEFAULT_MATCH_IOU = 0.5

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from ..fileio import atomic_stream
-from .export import class_color, crop_polygon
-from .instances import MaskCrop
+from ..geometry import MaskCrop, geojson_geometry
+from .export import class_color
 from .seams import Nucleus
 
 GEOJSON_HEADER = b'{"type": "FeatureCollection", "features": [\n'
@@ -59,9 +59,12 @@ class OutputFrame:
 
 def outline_polygons(crop: MaskCrop) -> List[List[np.ndarray]]:
     """A nucleus outline as polygons (lists of closed rings, (k, 2) float arrays) in model-pixel
-    edge coordinates. The one place slide outlines are traced: the boundary-pixel ring of the
-    largest part, moved to pixel centres."""
-    return [[np.asarray(crop_polygon(crop), dtype=np.float64) + 0.5]]
+    coordinates: :func:`nucleus_seg.geometry.geojson_geometry`'s rings along the pixel edges,
+    every part of the mask, holes included, so the outline rasterises back to the mask."""
+    geometry = geojson_geometry(crop)
+    polygons = ([geometry["coordinates"]] if geometry["type"] == "Polygon"
+                else geometry["coordinates"])
+    return [[np.asarray(ring, dtype=np.float64) for ring in rings] for rings in polygons]
 
 
 def _ring_text(ring: np.ndarray) -> str:

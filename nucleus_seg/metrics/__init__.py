@@ -12,12 +12,12 @@ out of this package's import so that scoring a results file does not pay for imp
 See docs/metrics.md.
 """
 from .dataset import (DEFAULT_MAX_DETS, DEFAULT_SCORE_THR, NucleusEvaluation, coco_ap, dense_coco_stats,
-                      evaluate_instances, to_rle)
+                      evaluate_instances)
 from .instance import (Overlaps, aggregated_jaccard, aggregated_jaccard_plus, foreground_dice, match_pq,
                        pairwise_overlaps, panoptic_quality, score_image)
 
 __all__ = [
     "DEFAULT_MAX_DETS", "DEFAULT_SCORE_THR", "NucleusEvaluation", "coco_ap", "dense_coco_stats",
-    "evaluate_instances", "to_rle", "Overlaps", "aggregated_jaccard", "aggregated_jaccard_plus",
+    "evaluate_instances", "Overlaps", "aggregated_jaccard", "aggregated_jaccard_plus",
     "foreground_dice", "match_pq", "pairwise_overlaps", "panoptic_quality", "score_image",
 ]

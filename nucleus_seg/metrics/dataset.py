@@ -19,6 +19,7 @@ import pycocotools.mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..geometry import to_rle
 from .instance import score_image
 
 DEFAULT_SCORE_THR = 0.5
@@ -27,18 +28,6 @@ UNKNOWN_TISSUE = "unknown"
 
 # Keys averaged over images for the summary; NaN per-image values (undefined) are skipped.
 IMAGE_MEAN_KEYS = ("AJI", "AJI_plus", "PQ", "DQ", "SQ", "F1", "precision", "recall", "Dice")
-
-
-def to_rle(segmentation, height: int, width: int) -> dict:
-    """Compressed RLE (bytes counts, as pycocotools wants) from polygons, uncompressed or compressed RLE."""
-    if isinstance(segmentation, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    counts = segmentation["counts"]
-    if isinstance(counts, list):
-        return mask_utils.frPyObjects(segmentation, height, width)
-    if isinstance(counts, str):
-        return {"size": list(segmentation["size"]), "counts": counts.encode("ascii")}
-    return segmentation
 
 
 def _nanmean(values) -> float:
@@ -207,5 +196,5 @@ def coco_ap(gt: dict, results: Sequence[dict], iou_type: str = "segm",
     return dense_coco_stats(coco_eval)
 
 
-__all__ = ["DEFAULT_SCORE_THR", "DEFAULT_MAX_DETS", "to_rle", "NucleusEvaluation", "evaluate_instances",
+__all__ = ["DEFAULT_SCORE_THR", "DEFAULT_MAX_DETS", "NucleusEvaluation", "evaluate_instances",
            "dense_coco_stats", "coco_ap"]

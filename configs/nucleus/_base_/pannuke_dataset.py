@@ -8,8 +8,10 @@ pannuke_classes = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epitheli
 # PanNuke patches are 40x, 0.25 um/px (Gamper et al. 2020); PanNuke model configs set
 # nucleus_mpp = pannuke_mpp (what nucleus_seg.slide.model_mpp reads).
 pannuke_mpp = 0.25
+# The same steps as nucleus_train_pipeline, repeated as mmengine's rules force: a base cannot read a
+# sibling base's values, and inheriting nucleus_dataset.py here would define its keys twice.
 pannuke_train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadNucleusImage'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     # 256 px patches at 40x: 2x brings nuclei to the upstream anchor sizes.
     dict(type='RandomRescale', scale_factor=2.0, ratio_range=(0.8, 1.25)),
@@ -21,7 +23,7 @@ pannuke_train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 pannuke_test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadNucleusImage'),
     dict(type='Resize', scale_factor=2.0, keep_ratio=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),

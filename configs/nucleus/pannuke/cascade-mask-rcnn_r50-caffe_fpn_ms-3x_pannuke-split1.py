@@ -8,6 +8,8 @@ model = dict(
     roi_head=dict(
         bbox_head=[dict(head, num_classes=5) for head in _base_.model.roi_head.bbox_head],
         mask_head=dict(num_classes=5)))
+# Repeated in every split config, as mmengine's rules force: a base's values are fixed when it is
+# loaded, so a child cannot re-select the split; each split file assigns its own dataloaders.
 train_dataloader = pannuke_split.train_dataloader
 val_dataloader = pannuke_split.val_dataloader
 test_dataloader = val_dataloader
