@@ -35,7 +35,7 @@ TINY = ROOT / "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
 
 def dsb_regions(data: Path, count: int):
     """(RGB image, list of GT masks) for ``count`` regions of 2 x 2 tiles (sorted ids)."""
-    from nucleus_seg.inference.image_io import read_image
+    from nucleus_seg.image_io import read_image
 
     ids = sorted(p.name for p in (data / "train").iterdir())
     regions = []
@@ -67,7 +67,7 @@ def dsb_regions(data: Path, count: int):
 
 
 def rles_of_instances(instances, height, width):
-    from nucleus_seg.inference.export import crop_to_rle
+    from nucleus_seg.geometry import crop_to_rle
 
     return [crop_to_rle(c, height, width) for c in instances.masks]
 

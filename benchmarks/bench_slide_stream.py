@@ -61,7 +61,8 @@ class LatticePredictor:
     def _instances(self, h: int, w: int):
         import numpy as np
 
-        from nucleus_seg.inference import Instances, MaskCrop
+        from nucleus_seg.geometry import MaskCrop
+        from nucleus_seg.inference import Instances
 
         r = self.radius
         yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
