@@ -26,9 +26,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from tiling_standins import ClippedPredictions  # noqa: E402
+from tests.standins import ClippedPredictions  # noqa: E402
 
 TINY = ROOT / "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
 

@@ -17,7 +17,7 @@ import pytest
 from nucleus_seg.errors import InputError
 from nucleus_seg.inference import load_predictor, run_tiled, tile_grid
 from slides import make_mosaic, write_aperio
-from tiling_standins import ClippedPredictions
+from tests.standins import ClippedPredictions
 
 TINY_CONFIG = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
 

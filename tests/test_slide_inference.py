@@ -22,7 +22,7 @@ from nucleus_seg.errors import InputError
 from nucleus_seg.inference.batch import infer_inputs
 from nucleus_seg.inference.export import geojson_feature
 from nucleus_seg.slide_inference import SlideSettings, infer_slide
-from slide_standins import KILL_ENV, ColourCodedPredictor, colour_slide
+from tests.standins import KILL_ENV, ColourCodedPredictor, colour_slide
 from slides import write_aperio, write_generic_tiff, write_ome_tiff, write_truncated
 
 TESTS = Path(__file__).resolve().parent
@@ -154,8 +154,8 @@ RESUMABLE = SlideSettings(tile=256, overlap=64, target_mpp=0.25, batch_size=2, w
 
 def _killed_run(slide, out, kill_after):
     """Run infer_slide in a subprocess whose predictor SIGKILLs it after ``kill_after`` tiles."""
-    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
-            "from slide_standins import ColourCodedPredictor\n"
+    code = (f"import sys; sys.path.insert(0, {str(TESTS.parent)!r})\n"
+            "from tests.standins import ColourCodedPredictor\n"
             "from nucleus_seg.slide_inference import SlideSettings, infer_slide\n"
             f"infer_slide({str(slide)!r}, ColourCodedPredictor(), {str(out)!r}, "
             f"SlideSettings(**{RESUMABLE.__dict__!r}))\n")
