@@ -117,6 +117,29 @@ def parquet_schema(metadata: Dict[str, dict]):
     return pa.schema(fields, metadata=meta)
 
 
+def _wkb_exterior_rings(wkb: bytes) -> List[np.ndarray]:
+    """The exterior ring of each polygon in a WKB written by :func:`_wkb`, as (k, 2) float arrays
+    (read with numpy: shapely geometries for a whole region stay allocated in GEOS's heap)."""
+    def polygon(offset):
+        n_rings = struct.unpack_from("<I", wkb, offset + 5)[0]
+        offset += 9
+        rings = []
+        for _ in range(n_rings):
+            n = struct.unpack_from("<I", wkb, offset)[0]
+            rings.append(np.frombuffer(wkb, "<f8", 2 * n, offset + 4).reshape(n, 2))
+            offset += 4 + 16 * n
+        return rings[0], offset
+
+    kind = struct.unpack_from("<I", wkb, 1)[0]
+    if kind == 3:
+        return [polygon(0)[0]]
+    out, offset = [], 9
+    for _ in range(struct.unpack_from("<I", wkb, 5)[0]):
+        ring, offset = polygon(offset)
+        out.append(ring)
+    return out
+
+
 class NucleusRecords:
     """Turns released nuclei into GeoJSON feature text and Parquet columns (no masks kept)."""
 
@@ -289,10 +312,11 @@ class QcThumbnail:
         factor = max(bw, bh) / float(max_size)  # level-0 pixels per thumbnail pixel
         if reader.mpp and factor > 1:
             # at most max_size px: a whole multiple of a level's pixel at or above the factor
+            # small chunks: a 2,048-px read costs ~45 MB of reader buffers for a moment
             image = _low_res_rgb(ResampledView(reader, whole_level_mpp(reader, max(reader.mpp)
-                                                                       * factor)))
+                                                                       * factor)), 512)
         else:
-            image = _low_res_rgb(ResampledView(reader, None))
+            image = _low_res_rgb(ResampledView(reader, None), 512)
             if factor > 1:  # a single-level image without MPP: already in memory whole
                 size = (max(1, round(bw / factor)), max(1, round(bh / factor)))
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -302,22 +326,16 @@ class QcThumbnail:
         self.frame = frame
 
     def draw(self, table) -> None:
-        import shapely
-
-        geoms = shapely.from_wkb(table.column("outline").to_numpy(zero_copy_only=False))
-        parts, owner = shapely.get_parts(geoms, return_index=True)  # MultiPolygon -> Polygons
-        coords, ring = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
-        if not len(coords):
-            return
-        # output frame -> level 0 -> thumbnail
-        pts = np.round((coords + self.frame.origin - self.corner) * self.factor).astype(np.int32)
-        starts = np.r_[0, np.flatnonzero(np.diff(ring)) + 1]
-        pieces = np.split(pts, starts[1:])
-        labels = table.column("class_id").to_numpy()[owner[ring[starts]]]
-        for label in np.unique(labels):
+        labels = table.column("class_id").to_numpy()
+        shift = np.asarray(self.frame.origin) - self.corner  # output frame -> level 0 -> thumbnail
+        by_label: Dict[int, list] = {}
+        for wkb, label in zip(table.column("outline").to_pylist(), labels.tolist()):
+            by_label.setdefault(label, []).extend(
+                np.round((ring + shift) * self.factor).astype(np.int32)
+                for ring in _wkb_exterior_rings(wkb))
+        for label, rings in by_label.items():
             r, g, b = class_color(int(label))
-            cv2.polylines(self.image, [pieces[i] for i in np.flatnonzero(labels == label)], True,
-                          (b, g, r), 1)
+            cv2.polylines(self.image, rings, True, (b, g, r), 1)
 
     def save(self, path: Path) -> Path:
         ok, buf = cv2.imencode(".png", self.image)
