@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from nucleus_seg.checkpoints import add_trust_argument, trusted_checkpoints  # noqa: E402
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import SLIDE_SUFFIXES, BatchReport, infer_inputs  # noqa: E402
 from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs  # noqa: E402
@@ -80,6 +81,7 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="redo finished inputs and discard unfinished runs, replacing their outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_trust_argument(p)
     args = p.parse_args(argv)
     if args.tile < 32:
         p.error(f"--tile must be at least 32, got {args.tile}")
@@ -108,8 +110,9 @@ def main(argv=None) -> int:
     if device is None:
         import torch
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
-                               args.max_per_img, args.scale_factor)
+    with trusted_checkpoints(args.trust_checkpoint):
+        predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
+                                   args.max_per_img, args.scale_factor)
     settings = SlideSettings(
         target_mpp=args.model_mpp or model_mpp(predictor.model.cfg), mpp=args.mpp,
         tile=args.tile, overlap=args.overlap, match_iou=args.match_iou, tolerance=args.tolerance,
