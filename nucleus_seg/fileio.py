@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, BinaryIO, Iterator, Union
 
 from .errors import InputError
 
@@ -54,6 +54,14 @@ def atomic_output_path(path: PathLike, overwrite: bool = False) -> Iterator[Path
         except FileNotFoundError:
             pass
         raise
+
+
+@contextlib.contextmanager
+def atomic_stream(path: PathLike, overwrite: bool = False) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` piece by piece: it appears under its name, complete, only
+    when the ``with`` block ends without an error (a kill leaves a hidden ``.*.tmp`` beside it)."""
+    with atomic_output_path(path, overwrite) as tmp, open(tmp, "wb") as f:
+        yield f
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:

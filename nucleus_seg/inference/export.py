@@ -68,19 +68,26 @@ def export_coco_parts(path, parts: Sequence[str], overwrite: bool = False) -> Pa
 
 
 # ----------------------------------------------------------------------------- GeoJSON
+def geojson_feature(geometry: dict, label: int, score: float, class_names: Sequence[str],
+                    **properties) -> dict:
+    """One nucleus as a GeoJSON Feature QuPath imports as a detection of its class."""
+    name = class_names[label] if label < len(class_names) else f"class_{label}"
+    return {
+        "type": "Feature",
+        "geometry": geometry,
+        "properties": {
+            "objectType": "detection",
+            "classification": {"name": name, "color": class_color(label)},
+            "score": round(float(score), 5),
+            **properties,
+        },
+    }
+
+
 def _geojson_features(instances: Instances, class_names: Sequence[str]) -> Iterator[dict]:
     for k, crop in enumerate(instances.masks):
-        label = int(instances.labels[k])
-        name = class_names[label] if label < len(class_names) else f"class_{label}"
-        yield {
-            "type": "Feature",
-            "geometry": geojson_geometry(crop),
-            "properties": {
-                "objectType": "detection",
-                "classification": {"name": name, "color": class_color(label)},
-                "score": round(float(instances.scores[k]), 5),
-            },
-        }
+        yield geojson_feature(geojson_geometry(crop), int(instances.labels[k]),
+                              instances.scores[k], class_names)
 
 
 def to_geojson(instances: Instances, class_names: Sequence[str]) -> dict:

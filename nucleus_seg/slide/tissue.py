@@ -111,10 +111,10 @@ class TissueMask:
         return cls(np.ones((1, 1), bool), bw, (bx, by), bh, source="all")
 
 
-def _low_res_rgb(view: ResampledView) -> np.ndarray:
-    """The whole view, read in chunks of about 2048 source pixels a side."""
+def _low_res_rgb(view: ResampledView, source_chunk: int = 2048) -> np.ndarray:
+    """The whole view, read in chunks of about ``source_chunk`` source pixels a side."""
     step = max(view.scale_xy) / view.level_downsample
-    chunk = max(16, int(2048 / max(step, 1.0)))
+    chunk = max(16, int(source_chunk / max(step, 1.0)))
     out = np.empty((view.height, view.width, 3), np.uint8)
     for y in range(0, view.height, chunk):
         for x in range(0, view.width, chunk):
