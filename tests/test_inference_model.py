@@ -187,10 +187,12 @@ def test_real_model_output_cut_into_tiles_and_merged_gives_the_whole_image_resul
     image = _tissue_image(sample_root, 512, 640)
     rcnn = predictor.model.roi_head.test_cfg
     rcnn.max_per_img = 400  # more predictions for the one whole-image call
+    predictor.clean_up = False  # the raw, overlapping output (the output clean-up would thin it)
     try:
         whole = predictor(image)
     finally:
         rcnn.max_per_img = 30
+        predictor.clean_up = True
     assert len(whole) > 300
     for overlap in (48, 96):
         merged = run_tiled(image, ClippedPredictions(image, whole), tile=256, overlap=overlap)
