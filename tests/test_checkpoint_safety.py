@@ -183,4 +183,4 @@ def test_infer_loads_a_legacy_checkpoint_with_trust(tool_runs):
     code, stdout, stderr = tool_runs["results"]["infer --trust-checkpoint"]
     assert code == 0, stderr[-3000:]
     assert "TrustedCheckpointWarning" in stderr and "its pickle calls argparse.Namespace" in stderr
-    assert (tool_runs["out"] / "img000.geojson").is_file()
+    assert (tool_runs["out"] / "img000" / "nuclei.geojson").is_file()  # streaming layout: one folder per input
