@@ -60,7 +60,7 @@ def child(size: int, tile: int, overlap: int, config, checkpoint, spacing: int) 
 
     from nucleus_seg.inference import export_geojson, export_label_image, run_tiled
     from nucleus_seg.inference.export import coco_results_json, export_coco_parts
-    from nucleus_seg.inference.standin import DarkBlobPredictor
+    from tests.standins import DarkBlobPredictor
 
     if config:
         from nucleus_seg.inference import load_predictor

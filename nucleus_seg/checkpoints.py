@@ -1,4 +1,9 @@
-"""Upstream COCO checkpoints the nucleus configs fine-tune from, and the missing-file error.
+"""Checkpoint files: the one reader every checkpoint read goes through, the checks with one-line
+errors, and the upstream COCO checkpoints the nucleus configs fine-tune from.
+
+:func:`load_checkpoint_file` is the only place a checkpoint is unpickled: mmengine's local-file
+scheme (``load_from``, ``--resume``; registered by :mod:`nucleus_seg.compat`) and the inference
+predictor (:func:`read_checkpoint`) both call it.
 
 Nothing is downloaded at run time: the user fetches the file once by hand (README "Checkpoints")
 and the config's ``load_from`` points at ``data/checkpoints/<file name>``.
@@ -39,8 +44,38 @@ def check_pretrained(load_from) -> None:
                                 f"(README, 'Checkpoints'), or pass --no-pretrained to train from scratch")
 
 
+CHECKPOINT_HINT = ("train one with tools/train.py (it writes work_dirs/<config>/*.pth) "
+                   "or copy a trained .pth here")
+
+
 def check_checkpoint(path) -> None:
     """Raise a one-line InputError when a checkpoint to test/infer with is missing."""
     if not osp.isfile(path):
-        raise InputError(path, "checkpoint not found (train one with tools/train.py, or give the "
-                               "path of a downloaded one)")
+        raise InputError(path, f"checkpoint not found; {CHECKPOINT_HINT}")
+
+
+def load_checkpoint_file(filename, map_location=None):
+    """Unpickle the local checkpoint ``filename`` (FileNotFoundError if it is not a file).
+
+    mmengine's checkpoints (and the mmdet 2.x ones of the model zoo) hold numpy arrays, dtypes,
+    ``HistoryBuffer`` objects and config text, which ``torch.load``'s default since torch 2.6
+    (``weights_only=True``) rejects, so the file is loaded with ``weights_only=False``: it runs the
+    pickle's code, load only files you trust (see compat.py, fix 1)."""
+    import torch
+
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f"{filename} can not be found.")
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """A checkpoint as a dict, with one-line InputErrors for a missing, unreadable or non-model file."""
+    check_checkpoint(path)
+    try:
+        ckpt = load_checkpoint_file(path, map_location)
+    except Exception as exc:
+        raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict):
+        raise InputError(path, "not a model checkpoint (expected a dict with 'state_dict')")
+    return ckpt

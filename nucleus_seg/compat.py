@@ -12,9 +12,10 @@ Fixes
    mmdet 2.x checkpoints of the model zoo) pickle numpy arrays/dtypes, ``HistoryBuffer`` objects and
    config text in ``meta``/``message_hub``, so ``load_from`` and ``--resume`` fail with
    ``UnpicklingError``. mmengine resolves every local path through ``CheckpointLoader``'s scheme table;
-   we re-register the local-file scheme (prefix ``''``) with a loader that passes
-   ``weights_only=False``. Checkpoints are pickles: load only files you trust (as with mmengine before
-   torch 2.6). Remote schemes are untouched (nothing here downloads).
+   we re-register the local-file scheme (prefix ``''``) with the package's one checkpoint reader,
+   :func:`nucleus_seg.checkpoints.load_checkpoint_file`, which passes ``weights_only=False``.
+   Checkpoints are pickles: load only files you trust (as with mmengine before torch 2.6). Remote
+   schemes are untouched (nothing here downloads).
 2. mmengine 0.10.7 imports ``pkg_resources``, which setuptools deprecates loudly (and removed in 81,
    hence the ``setuptools<81`` pin). The warning is filtered in ``nucleus_seg/__init__.py`` (it must be in
    place before mmengine is first imported), so tools keep their one-line errors.
@@ -23,24 +24,14 @@ Fixes
 """
 from __future__ import annotations
 
-import os.path as osp
-
-import torch
+from .checkpoints import load_checkpoint_file
 
 _APPLIED = False
 
 
-def _load_local_checkpoint(filename, map_location=None):
-    """mmengine's ``load_from_local`` with ``weights_only=False`` (see fix 1)."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f"{filename} can not be found.")
-    return torch.load(filename, map_location=map_location, weights_only=False)
-
-
 def _fix_checkpoint_loading() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes="", force=True)(_load_local_checkpoint)
+    CheckpointLoader.register_scheme(prefixes="", force=True)(load_checkpoint_file)
 
 
 def apply() -> None:

@@ -1,4 +1,4 @@
-"""Config loading and the overrides shared by tools/train.py, tools/test.py and tools/infer.py."""
+"""Config loading (the one loader: tools, runner and predictor) and the overrides they share."""
 from __future__ import annotations
 
 import os.path as osp
@@ -7,15 +7,22 @@ from typing import Optional
 from .errors import InputError
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None):
-    """``Config.fromfile`` with a one-line error for a missing or broken file."""
+def load_config(path, cfg_options: Optional[dict] = None):
+    """``Config.fromfile`` with a one-line error for a missing or broken file.
+
+    ``path`` may also be an ``mmdet::`` config name, or an already loaded ``Config`` (returned as is,
+    with ``cfg_options`` merged)."""
     from mmengine.config import Config
-    if not osp.isfile(path):
-        raise InputError(path, "config file not found")
-    try:
-        cfg = Config.fromfile(path)
-    except Exception as exc:  # a syntax or reference error inside the config
-        raise InputError(path, f"cannot parse config: {type(exc).__name__}: {exc}") from None
+    if isinstance(path, Config):
+        cfg = path
+    else:
+        path = str(path)
+        if not osp.isfile(path) and not path.startswith("mmdet::"):
+            raise InputError(path, "config file not found")
+        try:
+            cfg = Config.fromfile(path)
+        except Exception as exc:  # a syntax or reference error, a missing _base_, failed custom_imports
+            raise InputError(path, f"cannot parse config: {type(exc).__name__}: {exc}") from None
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg

@@ -1,7 +1,10 @@
-"""Histology augmentations registered into mmdet's TRANSFORMS.
+"""Image loading and histology augmentations registered into mmdet's TRANSFORMS.
 
-Tissue has no canonical orientation: with horizontal and vertical flips (mmdet's ``RandomFlip``),
-one 90-degree rotation applied with probability 0.5 completes the 8-element dihedral group.
+``LoadNucleusImage`` replaces mmcv's ``LoadImageFromFile`` in every nucleus config, so training,
+``tools/test.py`` and ``tools/infer.py`` convert a file to the same pixels (one reader,
+:func:`nucleus_seg.image_io.read_image`). Tissue has no canonical orientation: with horizontal and
+vertical flips (mmdet's ``RandomFlip``), one 90-degree rotation applied with probability 0.5
+completes the 8-element dihedral group.
 """
 from __future__ import annotations
 
@@ -10,6 +13,33 @@ from mmcv.transforms import BaseTransform
 from mmdet.datasets.transforms import Resize
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
+
+from .image_io import read_image
+
+
+@TRANSFORMS.register_module()
+class LoadNucleusImage(BaseTransform):
+    """Read ``results['img_path']`` with the package's one image reader, as BGR uint8.
+
+    A drop-in for ``LoadImageFromFile`` (same keys: ``img``, ``img_shape``, ``ori_shape``; BGR, as
+    mmdet pipelines and data preprocessors with ``bgr_to_rgb=True`` expect). mmcv's loader turns
+    16-bit images into 8-bit by ``v >> 8`` while inference used to stretch them: this one applies
+    :func:`nucleus_seg.image_io.to_rgb8`'s per-dtype rule everywhere."""
+
+    def __init__(self, to_float32: bool = False):
+        self.to_float32 = to_float32
+
+    def transform(self, results: dict) -> dict:
+        img = np.ascontiguousarray(read_image(results["img_path"])[:, :, ::-1])
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results["img"] = img
+        results["img_shape"] = img.shape[:2]
+        results["ori_shape"] = img.shape[:2]
+        return results
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(to_float32={self.to_float32})"
 
 
 def _rot90_points(xy: np.ndarray, width: int) -> np.ndarray:

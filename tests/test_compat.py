@@ -49,6 +49,19 @@ def test_missing_local_checkpoint_is_still_file_not_found(tmp_path):
         _load_checkpoint(str(tmp_path / "nope.pth"))
 
 
+def test_mmengine_and_the_predictor_read_checkpoints_through_one_function(tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
+    from nucleus_seg import checkpoints
+    assert CheckpointLoader._schemes[""] is checkpoints.load_checkpoint_file
+    path = tmp_path / "ckpt.pth"
+    _mmengine_style_checkpoint(path)
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: loads.append(kw) or real_load(*a, **kw))
+    assert _load_checkpoint(str(path))["meta"]["iter"] == checkpoints.read_checkpoint(path)["meta"]["iter"]
+    assert [kw["weights_only"] for kw in loads] == [False, False]  # the one place (see compat fix 1)
+
+
 def _runner(tmp_path, data_root, work_dir, max_iters, **overrides):
     from mmengine.runner import Runner
     cfg = tiny_train_config(data_root, work_dir)

@@ -42,7 +42,7 @@ def test_validate_coco_reports_per_file_problems(repo_root, sample_root, tmp_pat
     lines = result.stderr.splitlines()
     first_mask = sorted((sample_root / "train" / coco["images"][0]["file_name"].split("/")[0] / "masks").iterdir())[0]
     assert lines[0] == f"problem: {first_mask}: no annotation in {bad} reproduces this mask"
-    assert lines[-1].startswith(f"error: {bad}: validation failed: 1 problem(s)")
+    assert lines[-1] == f"error: {bad}: validation failed: {first_mask}: no annotation in {bad} reproduces this mask"
 
 
 def test_images2coco_cli_and_size_error(repo_root, dsb_root, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from nucleus_seg.inference.batch import infer_files
-from nucleus_seg.inference.image_io import expand_inputs
-from nucleus_seg.inference.standin import DarkBlobPredictor, disc_label_image
+from nucleus_seg.image_io import expand_inputs
+from tests.standins import DarkBlobPredictor, disc_label_image
 
 
 def _write_tissue(path, height, width, seed):
@@ -71,7 +71,7 @@ def test_a_bad_file_in_a_folder_is_reported_and_the_others_are_done(folder, tmp_
     report = infer_files(files, DarkBlobPredictor(), out, ["nucleus"], formats=("geojson",),
                          tile=128, overlap=32, progress=False)
     assert report.done == [] and len(report.failed) == 3
-    assert all("already exists" in problem or "cannot be read" in problem
+    assert all("already exists" in problem or "cannot be decoded" in problem
                for _, problem in report.failed)
 
 

@@ -125,7 +125,7 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
          "--max-per-img", "30", "--scale-factor", "1.0"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert f"error: {folder / 'zz_corrupt.png'}: cannot be read" in proc.stdout
+    assert f"error: {folder / 'zz_corrupt.png'}: cannot be decoded as an image" in proc.stdout
     assert "2 image(s) done, 1 failed" in proc.stdout
     names = sorted(p.name for p in folder.glob("*.png") if p.name != "zz_corrupt.png")
     for name in names:
@@ -144,7 +144,8 @@ def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
     """The shape check itself, on a plain torch module (no mmdet needed)."""
     import torch
 
-    from nucleus_seg.inference.predictor import _raise_for_mismatch, _read_checkpoint
+    from nucleus_seg.checkpoints import read_checkpoint
+    from nucleus_seg.inference.predictor import _raise_for_mismatch
 
     class Head(torch.nn.Module):
         def __init__(self, classes):
@@ -164,4 +165,4 @@ def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"definitely not a pickle")
     with pytest.raises(InputError, match="junk.pth: not a readable PyTorch checkpoint"):
-        _read_checkpoint(junk)
+        read_checkpoint(junk)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nucleus_seg.inference import Instances, MaskCrop, run_tiled, tile_grid
-from nucleus_seg.inference.standin import LabelImagePredictor, disc_label_image
+from nucleus_seg.geometry import MaskCrop
+from nucleus_seg.inference import Instances, run_tiled, tile_grid
+from tests.standins import LabelImagePredictor, disc_label_image
 
 
 @pytest.mark.parametrize("height,width,tile,overlap", [

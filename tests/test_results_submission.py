@@ -1,4 +1,5 @@
-"""Results validation (nucleus_seg.results), tools/make_submission.py and tools/evaluate.py exit codes."""
+"""Results and GT validation (nucleus_seg.validation), submission (nucleus_seg.submission) and evaluation
+(nucleus_seg.evaluation) with their CLIs' exit codes."""
 from __future__ import annotations
 
 import json
@@ -12,11 +13,11 @@ import pycocotools.mask as mask_utils
 import pytest
 
 from nucleus_seg.errors import InputError
-from nucleus_seg.results import check_segmentation, validate_results
+from nucleus_seg.evaluation import evaluate_files
+from nucleus_seg.submission import make_submission
+from nucleus_seg.validation import ProblemsError, check_coco_gt, check_segmentation, validate_results
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
-from make_submission import InvalidResults, make_submission  # noqa: E402
 
 IMAGES = [{"file_name": "a.png", "id": 1, "height": 8, "width": 10},
           {"file_name": "b.png", "id": 2, "height": 6, "width": 6}]
@@ -79,7 +80,7 @@ def test_good_results_have_no_problems():
 def test_each_kind_of_problem_is_reported(changes, expected):
     problems = one_problem(**changes)
     assert len(problems) == 1, problems
-    assert problems[0].index == 0
+    assert problems[0].item.startswith("result 0")
     assert expected in str(problems[0]), str(problems[0])
     assert str(problems[0]).startswith("result 0 (image_id ")
 
@@ -135,7 +136,7 @@ def test_submission_uses_categories_of_a_coco_test_json(files, tmp_path):
     _, results = files
     coco = tmp_path / "test.json"
     coco.write_text(json.dumps({"images": IMAGES, "categories": [{"id": 7, "name": "x"}], "annotations": []}))
-    with pytest.raises(InvalidResults) as exc:
+    with pytest.raises(ProblemsError) as exc:
         make_submission(results, coco, tmp_path / "answer.zip")
     assert len(exc.value.problems) == 2 and "unknown category_id 1" in str(exc.value.problems[0])
     assert not (tmp_path / "answer.zip").exists()
@@ -155,7 +156,7 @@ def test_submission_refuses_to_overwrite(files, tmp_path):
 def test_empty_results_are_not_a_submission(files, tmp_path):
     images, results = files
     results.write_text("[]")
-    with pytest.raises(InvalidResults, match="no results"):
+    with pytest.raises(ProblemsError, match="no results"):
         make_submission(results, images, tmp_path / "answer.zip")
 
 
@@ -187,23 +188,6 @@ def test_make_submission_cli_exit_codes(files, tmp_path):
     assert not (tmp_path / "bad.zip").exists()
 
 
-def _load_evaluate_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("nucleus_tool_evaluate", REPO / "tools" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_evaluate_in_process(capsys, *argv):
-    """(exit status, stdout, stderr) of tools/evaluate.py run through run_cli, without a new interpreter."""
-    from nucleus_seg.errors import run_cli
-    with pytest.raises(SystemExit) as exc:
-        run_cli(_load_evaluate_tool().main, list(argv))
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
 @pytest.fixture()
 def eval_files(tmp_path):
     gt = {"images": IMAGES, "categories": CATEGORIES,
@@ -225,41 +209,68 @@ def test_evaluate_cli_runs_from_the_repo_root(eval_files, tmp_path):
     assert scores["summary"]["PQ"] == 0.5 and scores["coco"]["segm_mAP"] == 1.0
 
 
-def test_evaluate_outputs(eval_files, tmp_path, capsys):
+def test_evaluate_report_and_csv(eval_files):
+    from nucleus_seg.evaluation import format_report, per_image_csv
     _, gt_path, pred_path = eval_files
-    code, out, _ = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(pred_path), "--per-image",
-                                           "--out-csv", str(tmp_path / "s.csv"), "--no-ap")
-    assert code == 0
-    assert "AJI+" in out and "segm_mAP" not in out
-    rows = (tmp_path / "s.csv").read_text().splitlines()
+    res = evaluate_files(gt_path, pred_path, with_ap=False)
+    text = format_report(res, per_image=True)
+    assert "AJI+" in text and "segm_mAP" not in text and text.count("a.png") == 1
+    rows = per_image_csv(res).splitlines()
     assert len(rows) == 3 and rows[0].startswith("image_id,file_name")
-    code, _, err = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(pred_path),
-                                           "--out-csv", str(tmp_path / "s.csv"))
-    assert code == 2 and "already exists" in err
 
 
-def test_evaluate_malformed_input_is_one_line_and_exit_2(eval_files, tmp_path, capsys):
+def test_evaluate_cli_refuses_to_overwrite_before_scoring(eval_files, tmp_path):
+    _, gt_path, pred_path = eval_files
+    (tmp_path / "s.csv").write_text("old")
+    res = run_tool("tools/evaluate.py", "--gt", str(gt_path), "--pred", str(pred_path), "--out-csv",
+                   str(tmp_path / "s.csv"))
+    assert res.returncode == 2 and res.stderr == f"error: {tmp_path / 's.csv'}: already exists; pass " \
+                                                 "--overwrite to replace it\n"
+    assert (tmp_path / "s.csv").read_text() == "old"
+
+
+def test_evaluate_malformed_input_names_the_file_and_the_first_problem(eval_files, tmp_path):
     gt, gt_path, pred_path = eval_files
     bad = good_results()
     bad[1]["image_id"] = 5
     bad[0]["segmentation"]["size"] = [10, 8]
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    code, _, err = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(tmp_path / "bad.json"))
-    assert code == 2
-    assert err.strip().count("\n") == 0  # one line
-    assert err.startswith(f"error: {tmp_path / 'bad.json'}: result 0 (image_id 1): segmentation size")
-    assert "(and 1 more problem(s))" in err
+    with pytest.raises(ProblemsError) as exc:
+        evaluate_files(gt_path, tmp_path / "bad.json")
+    assert str(exc.value).startswith(f"{tmp_path / 'bad.json'}: result 0 (image_id 1): segmentation size")
+    assert str(exc.value).endswith("(and 1 more problem(s))")
 
     (tmp_path / "bad_rle.json").write_text(json.dumps([dict(good_results()[0], segmentation={
         "size": [8, 10], "counts": "0000"})]))
-    code, _, err = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(tmp_path / "bad_rle.json"))
-    assert code == 2 and "bad RLE: runs cover 0 pixels" in err
+    with pytest.raises(InputError, match="bad RLE: runs cover 0 pixels"):
+        evaluate_files(gt_path, tmp_path / "bad_rle.json")
 
     del gt["annotations"][0]["segmentation"]
     (tmp_path / "gt_bad.json").write_text(json.dumps(gt))
-    code, _, err = run_evaluate_in_process(capsys, "--gt", str(tmp_path / "gt_bad.json"), "--pred", str(pred_path))
-    assert code == 2 and "annotations[0] has no 'segmentation'" in err
+    with pytest.raises(InputError, match=r"gt_bad.json: annotation 1: has no 'segmentation'"):
+        evaluate_files(tmp_path / "gt_bad.json", pred_path)
 
     (tmp_path / "not_json.json").write_text("{")
-    code, _, err = run_evaluate_in_process(capsys, "--gt", str(gt_path), "--pred", str(tmp_path / "not_json.json"))
-    assert code == 2 and "not valid JSON" in err
+    with pytest.raises(InputError, match="not valid JSON"):
+        evaluate_files(gt_path, tmp_path / "not_json.json")
+
+    # the CLI: one line, exit status 2
+    res = run_tool("tools/evaluate.py", "--gt", str(gt_path), "--pred", str(tmp_path / "bad.json"))
+    assert res.returncode == 2 and res.stderr == f"error: {exc.value}\n"
+
+
+def test_gt_checks_are_shared_by_evaluation_and_the_converters(eval_files):
+    gt, _, _ = eval_files
+    assert check_coco_gt(gt) == []
+    # what the converters promise on top: file names, ids 1..N, unique annotation ids, iscrowd 0, bbox
+    no_name = dict(gt, images=[{k: v for k, v in im.items() if k != "file_name"} for im in gt["images"]])
+    assert check_coco_gt(no_name) == []
+    assert [str(p) for p in check_coco_gt(no_name, strict=True)] == [
+        "images[0]: has no 'file_name'", "images[1]: has no 'file_name'"]
+    twice = dict(gt, annotations=[dict(a, id=1, iscrowd=1) for a in gt["annotations"]])
+    assert [str(p) for p in check_coco_gt(twice, strict=True)] == [
+        "annotation 1: iscrowd must be 0 for nuclei", "annotation 1: id is used twice",
+        "annotation 1: iscrowd must be 0 for nuclei"]
+    wrong_size = dict(gt, annotations=[dict(gt["annotations"][0], image_id=2)])
+    assert [str(p) for p in check_coco_gt(wrong_size)] == [
+        "annotation 1: (image_id 2) segmentation size [8, 10] does not match the image size [6, 6]"]

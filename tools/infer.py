@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import FORMATS, BatchReport, check_run_outputs, infer_files  # noqa: E402
-from nucleus_seg.inference.image_io import expand_inputs  # noqa: E402
+from nucleus_seg.image_io import expand_inputs  # noqa: E402
 from nucleus_seg.inference.tiling import DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: E402
 
 

@@ -9,55 +9,20 @@ image_id, valid category_id, finite [x,y,w,h] bbox with w,h >= 0, score in [0,1]
 at the image's size). Any problem: they are listed (up to --max-problems, then a count), nothing is
 written, exit status 2. Otherwise ``answer.zip`` holds exactly ``answer.json`` = the results file's
 bytes, unchanged; it is written atomically and an existing file is kept unless --overwrite.
+The work is done by :func:`nucleus_seg.submission.make_submission`.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import zipfile
 from pathlib import Path
 from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
-from nucleus_seg.fileio import atomic_write_bytes, check_writable  # noqa: E402
-from nucleus_seg.results import (Problem, format_problems, load_images_and_categories, load_results,  # noqa: E402
-                             validate_results)
-
-ANSWER_NAME = "answer.json"
-
-
-class InvalidResults(InputError):
-    """The results file has problems; ``problems`` lists all of them."""
-
-    def __init__(self, path, problems: List[Problem]):
-        self.problems = list(problems)
-        first = str(self.problems[0]) if self.problems else "invalid"
-        more = f" (and {len(self.problems) - 1} more problem(s))" if len(self.problems) > 1 else ""
-        super().__init__(path, f"{first}{more}")
-
-
-def make_submission(results_path, images_path, out_path, overwrite: bool = False) -> Path:
-    """Validate ``results_path`` (COCO segm results) and write ``out_path`` zip with ``answer.json``.
-
-    Raises :class:`InvalidResults` (an InputError) listing every problem, or InputError for unreadable
-    input or an existing ``out_path`` without ``overwrite``.
-    """
-    check_writable(out_path, overwrite)  # fail before the checks, not after
-    images, categories = load_images_and_categories(images_path)
-    results = load_results(results_path)
-    problems = validate_results(results, images, categories, iou_type="segm", require_compressed_rle=True)
-    if not results:
-        problems.insert(0, Problem(None, None, "no results at all (empty list)"))
-    if problems:
-        raise InvalidResults(results_path, problems)
-    raw = Path(results_path).read_bytes()  # submitted as given: nothing is re-serialised or fixed
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(ANSWER_NAME, raw)
-    return atomic_write_bytes(out_path, buf.getvalue(), overwrite=overwrite)
+from nucleus_seg.errors import EXIT_BAD_INPUT, run_cli  # noqa: E402
+from nucleus_seg.submission import ANSWER_NAME, make_submission  # noqa: E402
+from nucleus_seg.validation import ProblemsError, limit_lines, load_results  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -70,10 +35,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     try:
         out = make_submission(args.results, args.images, args.out, overwrite=args.overwrite)
-    except InvalidResults as exc:
-        for line in format_problems(exc.problems, args.max_problems):
-            print(f"error: {args.results}: {line}", file=sys.stderr)
-        print(f"error: {args.results}: {len(exc.problems)} problem(s); nothing written", file=sys.stderr)
+    except ProblemsError as exc:
+        for line in limit_lines(exc.problems, args.max_problems):
+            print(f"error: {exc.path}: {line}", file=sys.stderr)
+        print(f"error: {exc.path}: {len(exc.problems)} problem(s); nothing written", file=sys.stderr)
         return EXIT_BAD_INPUT
     results = load_results(args.results)
     n_images = len({r["image_id"] for r in results})

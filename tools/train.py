@@ -2,7 +2,8 @@
 """Train a nucleus model: ``python tools/train.py CONFIG [options]``.
 
 CPU or one GPU as is; several GPUs with ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun).
-Outputs go to ``work_dirs/<config name>/`` unless ``--work-dir`` says otherwise.
+Outputs go to ``work_dirs/<config name>/`` unless ``--work-dir`` says otherwise. The work is done by
+:mod:`nucleus_seg.runner`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from nucleus_seg.errors import InputError, run_cli  # noqa: E402  (first: it quiets mmengine's import)
+from nucleus_seg.errors import run_cli  # noqa: E402  (first: it quiets mmengine's import)
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -42,57 +43,15 @@ def parse_args(argv=None):
     return args
 
 
-def build_train_config(args):
-    """The config after every command-line override (importable for tests)."""
-    import nucleus_seg.register  # noqa: F401  (compat fixes + registrations)
-    from nucleus_seg.checkpoints import check_pretrained
-    from nucleus_seg.config_utils import load_config, replace_data_root
-    from nucleus_seg.time_budget import apply_time_budget
-
-    cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.data_root:
-        replace_data_root(cfg, args.data_root)
-    cfg.work_dir = args.work_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
-    if args.no_pretrained:
-        cfg.load_from = None
-    elif not args.resume:
-        check_pretrained(cfg.get("load_from"))
-    if args.amp:
-        import torch
-        if not torch.cuda.is_available():  # mmengine's AmpOptimWrapper asserts on a CUDA device
-            raise InputError(None, "--amp needs a CUDA GPU; train without it on the CPU")
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.loss_scale = "dynamic"
-    if args.resume == "auto":
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume:
-        if not osp.isfile(args.resume):
-            raise InputError(args.resume, "checkpoint to resume from not found")
-        cfg.resume, cfg.load_from = True, args.resume
-    if args.time_budget:
-        apply_time_budget(cfg, args.time_budget)
-    if args.no_validate:
-        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    if args.seed is not None:
-        cfg.randomness = dict(seed=args.seed)
-    for split in ("train_dataloader", "val_dataloader"):
-        dl = cfg.get(split)
-        if dl and dl.get("dataset") and dl.dataset.get("ann_file"):
-            ann = osp.join(dl.dataset.get("data_root", ""), dl.dataset.ann_file)
-            if not osp.isfile(ann):
-                raise InputError(ann, f"{split} annotation file not found (convert your data with "
-                                      f"converters/mask2coco.py, or pass --data-root)")
-    return cfg
-
-
 def main(argv=None) -> int:
+    from nucleus_seg.runner import build_train_config, train
+
     args = parse_args(argv)
-    cfg = build_train_config(args)
-    from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    print(f"work dir: {osp.abspath(cfg.work_dir)}")
+    cfg = build_train_config(args.config, work_dir=args.work_dir, data_root=args.data_root,
+                             resume=args.resume, amp=args.amp, no_pretrained=args.no_pretrained,
+                             time_budget=args.time_budget, no_validate=args.no_validate,
+                             seed=args.seed, cfg_options=args.cfg_options, launcher=args.launcher)
+    print(f"work dir: {train(cfg)}")
     return 0
 
 

@@ -22,6 +22,8 @@ model = dict(
         ]),
     test_cfg=dict(rpn=_base_.dense_rpn_test, rcnn=_base_.dense_rcnn_test))
 
+# Repeated in every nucleus config, as mmengine's rules force: the mmdet:: base defines these keys
+# too and a key may not come from two bases, so each config assigns the shared _base_ values.
 train_dataloader = _base_.nucleus_train_dataloader
 val_dataloader = _base_.nucleus_val_dataloader
 test_dataloader = val_dataloader
@@ -31,5 +33,7 @@ train_cfg = _base_.nucleus_train_cfg
 param_scheduler = _base_.nucleus_param_scheduler
 optim_wrapper = _base_.nucleus_optim_wrapper
 auto_scale_lr = _base_.nucleus_auto_scale_lr
+# Checkpoint selection: the best validation 'coco/segm_mAP' (segm AP at maxDets=1000; save_best in
+# _base_/schedule_finetune.py).
 default_hooks = _base_.nucleus_default_hooks
 load_from = _base_.nucleus_checkpoint_dir + 'cascade_mask_rcnn_r50_caffe_fpn_mstrain_3x_coco_20210707_002651-6e29b3a6.pth'

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from ..categories import NUCLEUS_CLASSES, coco_categories
 from ..errors import InputError
-from .masks import decode_image_file, instance_annotation, is_image_file, read_mask_crop
+from ..image_io import decode_image_file, is_image_file, read_mask_crop
+from .annotations import instance_annotation
 
 
 @dataclass
@@ -124,23 +125,22 @@ def convert_sample(sample: DsbSample, image_root: Path, segmentation: str = "rle
     # How many masks cover each pixel, to count overlapping masks without comparing mask pairs.
     coverage = np.zeros((height, width), dtype=np.uint16)
     for mask_path in sample.mask_paths:
-        mask_h, mask_w, box, crop = read_mask_crop(mask_path)
+        mask_h, mask_w, crop = read_mask_crop(mask_path)
         if (mask_h, mask_w) != (height, width):
             raise InputError(mask_path, f"mask is {mask_w}x{mask_h} but its image "
                              f"{sample.image_path} is {width}x{height}")
-        if box is None:
+        if crop is None:
             empty.append(str(mask_path))
             continue
-        x, y, w, h = box
-        if w == width and h == height and crop.all():
+        if crop.mask.shape == (height, width) and crop.mask.all():
             raise InputError(mask_path, "mask covers the whole image (is its background non-zero?)")
-        ann = instance_annotation(crop, x, y, height, width, segmentation)
+        ann = instance_annotation(crop, height, width, segmentation)
         ann["category_id"] = 1
         annotations.append(ann)
-        coverage[y:y + h, x:x + w] += crop
-        instances.append((mask_path, x, y, crop))
-    overlapping = [str(p) for p, x, y, crop in instances
-                   if (coverage[y:y + crop.shape[0], x:x + crop.shape[1]][crop] > 1).any()]
+        coverage[crop.y0:crop.y1, crop.x0:crop.x1] += crop.mask
+        instances.append((mask_path, crop))
+    overlapping = [str(p) for p, crop in instances
+                   if (coverage[crop.y0:crop.y1, crop.x0:crop.x1][crop.mask] > 1).any()]
     return SampleResult(image, annotations, empty, overlapping)
 
 

@@ -12,8 +12,8 @@ from typing import List, Tuple
 from ..categories import NUCLEUS_CLASSES, coco_categories
 from ..errors import InputError
 from ..fileio import load_json
+from ..image_io import decode_image_file, is_image_file
 from .dsb import relative_file_name
-from .masks import decode_image_file, is_image_file
 
 
 def _load_ids_file(ids_file: Path) -> dict:

@@ -18,8 +18,9 @@ from tqdm import tqdm
 from ..categories import NUCLEUS_CLASSES, PANNUKE_CHANNELS, PANNUKE_CLASSES, coco_categories
 from ..errors import InputError
 from ..fileio import atomic_write_bytes, check_writable
+from ..geometry import MaskCrop
+from .annotations import instance_annotation
 from .dsb import ConversionReport
-from .masks import instance_annotation
 
 ARRAY_NAMES = ("images.npy", "masks.npy", "types.npy")
 
@@ -69,8 +70,8 @@ def load_fold(arrays: Dict[str, Path]) -> Tuple[np.ndarray, np.ndarray, List[str
 
 
 def patch_instances(mask_patch: np.ndarray, masks_path="masks.npy", index: int = 0
-                    ) -> Iterator[Tuple[str, int, int, int, np.ndarray]]:
-    """(class name, instance id, x, y, boolean crop) of every nucleus in one H x W x 6 patch.
+                    ) -> Iterator[Tuple[str, int, MaskCrop]]:
+    """(class name, instance id, mask crop) of every nucleus in one H x W x 6 patch.
 
     Channels are looked up by name in PANNUKE_CHANNELS. Bounding boxes of all ids of a channel come
     from one pass over its non-zero pixels, so the per-instance work is on the box only.
@@ -89,8 +90,8 @@ def patch_instances(mask_patch: np.ndarray, masks_path="masks.npy", index: int =
         for instance_id, group in zip(ids, np.split(order, starts[1:])):
             y0, y1 = ys[group].min(), ys[group].max() + 1
             x0, x1 = xs[group].min(), xs[group].max() + 1
-            crop = plane[y0:y1, x0:x1] == instance_id
-            yield class_name, int(instance_id), int(x0), int(y0), crop
+            yield class_name, int(instance_id), MaskCrop(int(x0), int(y0),
+                                                         plane[y0:y1, x0:x1] == instance_id)
 
 
 def fold_name(fold_dir) -> str:
@@ -121,8 +122,8 @@ def convert_pannuke(fold_dir, out_dir, name: Optional[str] = None, single_class:
             rgb = np.asarray(images[i])
             if not np.isfinite(rgb).all() or rgb.min() < 0 or rgb.max() > 255:
                 raise InputError(arrays["images.npy"], f"patch {i}: values outside 0..255")
-            for class_name, _, x, y, crop in patch_instances(masks[i], arrays["masks.npy"], i):
-                ann = instance_annotation(crop, x, y, height, width, segmentation)
+            for class_name, _, crop in patch_instances(masks[i], arrays["masks.npy"], i):
+                ann = instance_annotation(crop, height, width, segmentation)
                 annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
                                     "category_id": category_ids[class_name], **ann})
             bgr = np.ascontiguousarray(np.rint(rgb[..., ::-1]).astype(np.uint8))

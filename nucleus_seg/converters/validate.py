@@ -9,6 +9,7 @@ the polygons written by these converters decode exactly for masks without holes)
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,117 +20,32 @@ import numpy as np
 
 from ..categories import PANNUKE_CLASSES
 from ..errors import InputError
-from .masks import decode_image_file, decode_segmentation, is_image_file, mask_bbox, read_mask
+from ..geometry import MaskCrop, crop_from_segmentation, crop_iou
+from ..image_io import decode_image_file, is_image_file, read_mask
+from ..validation import Problem, check_coco_gt
 from .pannuke import find_fold_arrays, load_fold, patch_instances
 
 DEFAULT_MIN_POLYGON_IOU = 0.95
 
 
 @dataclass
-class Problem:
-    path: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
-
-
-@dataclass
 class SourceInstance:
-    """A ground-truth instance: where it came from, its category id and its pixels as a box crop."""
+    """A ground-truth instance: where it came from, its category id and its pixels."""
     path: str
     label: str  # prefix for messages about this instance, e.g. "patch 3, neoplastic instance 7"
     category_id: int
-    x: int
-    y: int
-    crop: np.ndarray
-
-    @property
-    def box(self):
-        return (self.x, self.y, self.crop.shape[1], self.crop.shape[0])
+    crop: MaskCrop
 
     def key(self):
-        return _exact_key(self.category_id, self.box, self.crop)
+        return _exact_key(self.category_id, self.crop)
 
 
-def _exact_key(category_id, box, crop) -> Tuple:
-    return (category_id, tuple(box), hashlib.sha1(np.packbits(crop).tobytes()).hexdigest())
+def _exact_key(category_id, crop: MaskCrop) -> Tuple:
+    return (category_id, crop.xywh, hashlib.sha1(np.packbits(crop.mask).tobytes()).hexdigest())
 
 
-class CocoValidationError(InputError):
-    """Raised by converters' ``--validate`` when the output does not match its sources."""
-
-
-def _box_iou(a_box, a_crop, b_box, b_crop) -> float:
-    x0, y0 = min(a_box[0], b_box[0]), min(a_box[1], b_box[1])
-    x1 = max(a_box[0] + a_box[2], b_box[0] + b_box[2])
-    y1 = max(a_box[1] + a_box[3], b_box[1] + b_box[3])
-    a = np.zeros((y1 - y0, x1 - x0), bool)
-    b = np.zeros_like(a)
-    a[a_box[1] - y0:a_box[1] - y0 + a_box[3], a_box[0] - x0:a_box[0] - x0 + a_box[2]] = a_crop
-    b[b_box[1] - y0:b_box[1] - y0 + b_box[3], b_box[0] - x0:b_box[0] - x0 + b_box[2]] = b_crop
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
-def _overlaps(a, b) -> bool:
-    return (a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3])
-
-
-def check_structure(coco, json_path) -> List[Problem]:
-    """Ids unique, references valid, fields of the right shape. Returns problems, never raises."""
-    where = str(json_path)
-    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list)
-                                             for k in ("images", "annotations", "categories")):
-        return [Problem(where, "must be an object with lists images, annotations, categories")]
-    problems = []
-    category_ids = [c.get("id") for c in coco["categories"]]
-    if sorted(category_ids) != list(range(1, len(category_ids) + 1)):
-        problems.append(Problem(where, f"category ids must be 1..N, got {category_ids}"))
-    images = {}
-    for image in coco["images"]:
-        if not {"id", "file_name", "height", "width"} <= image.keys():
-            problems.append(Problem(where, f"image {image.get('id')} lacks id/file_name/height/width"))
-        elif image["id"] in images:
-            problems.append(Problem(where, f"image id {image['id']} is used twice"))
-        else:
-            images[image["id"]] = image
-    ann_ids = set()
-    for ann in coco["annotations"]:
-        aid = ann.get("id")
-        if aid in ann_ids:
-            problems.append(Problem(where, f"annotation id {aid} is used twice"))
-        ann_ids.add(aid)
-        if ann.get("image_id") not in images:
-            problems.append(Problem(where, f"annotation {aid}: image_id {ann.get('image_id')} not in images"))
-        if ann.get("category_id") not in category_ids:
-            problems.append(Problem(where, f"annotation {aid}: unknown category_id {ann.get('category_id')}"))
-        if ann.get("iscrowd", 0) != 0:
-            problems.append(Problem(where, f"annotation {aid}: iscrowd must be 0 for nuclei"))
-        bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            problems.append(Problem(where, f"annotation {aid}: bbox must be [x, y, w, h]"))
-        seg = ann.get("segmentation")
-        if isinstance(seg, dict):
-            image = images.get(ann.get("image_id"))
-            if image and seg.get("size") != [image["height"], image["width"]]:
-                problems.append(Problem(where, f"annotation {aid}: RLE size {seg.get('size')} is not "
-                                        f"the image's [{image['height']}, {image['width']}]"))
-        elif isinstance(seg, list) and seg:
-            if any(not isinstance(r, list) or len(r) < 6 or len(r) % 2 for r in seg):
-                problems.append(Problem(where, f"annotation {aid}: every polygon ring needs >= 3 points"))
-        else:
-            problems.append(Problem(where, f"annotation {aid}: segmentation must be RLE or polygons"))
-    return problems
-
-
-def _decode(ann, image) -> Tuple[Optional[Tuple], Optional[np.ndarray]]:
-    mask = decode_segmentation(ann["segmentation"], image["height"], image["width"])
-    box = mask_bbox(mask)
-    if box is None:
-        return None, None
-    x, y, w, h = box
-    return box, mask[y:y + h, x:x + w] != 0
+def _decode(ann, image) -> Optional[MaskCrop]:
+    return crop_from_segmentation(ann["segmentation"], image["height"], image["width"])
 
 
 def compare_image(image, annotations, sources: List[SourceInstance], json_path,
@@ -142,28 +58,27 @@ def compare_image(image, annotations, sources: List[SourceInstance], json_path,
     polygon_anns = []
     for ann in annotations:
         aid = ann["id"]
-        box, crop = _decode(ann, image)
-        if box is None:
+        crop = _decode(ann, image)
+        if crop is None:
             problems.append(Problem(where, f"annotation {aid} (image {image['file_name']}) decodes "
                                     "to an empty mask"))
             continue
         if not isinstance(ann["segmentation"], dict):
-            polygon_anns.append((ann, box, crop))
+            polygon_anns.append((ann, crop))
             continue
-        if list(box) != list(ann["bbox"]) or int(np.count_nonzero(crop)) != ann["area"]:
+        if list(crop.xywh) != list(ann["bbox"]) or crop.area != ann["area"]:
             problems.append(Problem(where, f"annotation {aid}: bbox {ann['bbox']} / area {ann['area']} "
-                                    f"differ from its RLE's {list(box)} / {np.count_nonzero(crop)}"))
-        matches = unmatched.get(_exact_key(ann["category_id"], box, crop))
+                                    f"differ from its RLE's {list(crop.xywh)} / {crop.area}"))
+        matches = unmatched.get(_exact_key(ann["category_id"], crop))
         if matches:
             matches.pop()
         else:
             problems.append(Problem(where, f"annotation {aid} (image {image['file_name']}): RLE matches "
                                     "no source mask pixel-exactly"))
     remaining = [s for group in unmatched.values() for s in group]
-    for ann, box, crop in polygon_anns:
-        candidates = [s for s in remaining if s.category_id == ann["category_id"]
-                      and _overlaps(s.box, box)]
-        scored = [(_box_iou(box, crop, s.box, s.crop), s) for s in candidates]
+    for ann, crop in polygon_anns:
+        candidates = [s for s in remaining if s.category_id == ann["category_id"]]
+        scored = [(crop_iou(crop, s.crop), s) for s in candidates]
         best_iou, best = max(scored, key=lambda t: t[0], default=(0.0, None))
         if best is None or best_iou < min_polygon_iou:
             problems.append(Problem(where, f"annotation {ann['id']} (image {image['file_name']}): "
@@ -171,9 +86,9 @@ def compare_image(image, annotations, sources: List[SourceInstance], json_path,
                                     f"{min_polygon_iou}"))
             continue
         remaining.remove(best)
-        if list(best.box) != list(ann["bbox"]) or np.count_nonzero(best.crop) != ann["area"]:
-            problems.append(Problem(best.path, f"{best.label}bbox/area {list(best.box)}/"
-                                    f"{np.count_nonzero(best.crop)} differ from annotation "
+        if list(best.crop.xywh) != list(ann["bbox"]) or best.crop.area != ann["area"]:
+            problems.append(Problem(best.path, f"{best.label}bbox/area {list(best.crop.xywh)}/"
+                                    f"{best.crop.area} differ from annotation "
                                     f"{ann['id']}'s {ann['bbox']}/{ann['area']}"))
     for source in remaining:
         problems.append(Problem(source.path, f"{source.label}no annotation in {where} reproduces "
@@ -232,12 +147,9 @@ def dsb_sources(image_root, category_id: int = 1) -> SourceReader:
                 problems.append(Problem(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its "
                                         f"image {image_path} is {width}x{height}"))
                 continue
-            box = mask_bbox(mask)
-            if box is None:
-                continue
-            x, y, w, h = box
-            sources.append(SourceInstance(str(mask_path), "", category_id, x, y,
-                                          mask[y:y + h, x:x + w] != 0))
+            crop = MaskCrop.from_mask(mask)
+            if crop is not None:
+                sources.append(SourceInstance(str(mask_path), "", category_id, crop))
         return sources, problems
     return read
 
@@ -257,8 +169,8 @@ def pannuke_sources(fold_dir, categories) -> SourceReader:
         if not isinstance(index, int) or not 0 <= index < masks.shape[0]:
             return [], [Problem(arrays["masks.npy"], f"image {image['id']} has no valid pannuke_index")]
         sources = [SourceInstance(str(arrays["masks.npy"]), f"patch {index}, {cls} instance {iid}: ",
-                                  names["nucleus" if single else cls], x, y, crop)
-                   for cls, iid, x, y, crop in patch_instances(masks[index], arrays["masks.npy"], index)]
+                                  names["nucleus" if single else cls], crop)
+                   for cls, iid, crop in patch_instances(masks[index], arrays["masks.npy"], index)]
         return sources, []
     return read
 
@@ -266,7 +178,7 @@ def pannuke_sources(fold_dir, categories) -> SourceReader:
 def validate_coco(coco, json_path, read_sources: Optional[SourceReader] = None,
                   min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU) -> List[Problem]:
     """All problems found; empty when the file is consistent (and matches its sources if given)."""
-    problems = check_structure(coco, json_path)
+    problems = [dataclasses.replace(p, path=str(json_path)) for p in check_coco_gt(coco, strict=True)]
     if problems:
         return problems  # decoding a malformed file would only repeat the same problems
     by_image = defaultdict(list)
@@ -276,11 +188,11 @@ def validate_coco(coco, json_path, read_sources: Optional[SourceReader] = None,
         anns = by_image.get(image["id"], [])
         if read_sources is None:
             for ann in anns:
-                box, crop = _decode(ann, image)
-                if box is None:
+                crop = _decode(ann, image)
+                if crop is None:
                     problems.append(Problem(json_path, f"annotation {ann['id']} decodes to an empty mask"))
                 elif isinstance(ann["segmentation"], dict) and (
-                        list(box) != list(ann["bbox"]) or np.count_nonzero(crop) != ann["area"]):
+                        list(crop.xywh) != list(ann["bbox"]) or crop.area != ann["area"]):
                     problems.append(Problem(json_path, f"annotation {ann['id']}: bbox/area differ from its RLE"))
             continue
         sources, source_problems = read_sources(image)

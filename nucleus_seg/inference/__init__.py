@@ -1,13 +1,13 @@
 """Inference on images of any size: tiling with seam-aware merging, the MMDetection predictor and
-exports (COCO results, QuPath GeoJSON, label image, overlay). See docs/inference.md.
+exports (COCO results, QuPath GeoJSON, label image, overlay). See docs/inference.md. Images are read
+with :func:`nucleus_seg.image_io.read_image`; masks are :class:`nucleus_seg.geometry.MaskCrop`.
 
 Heavy imports (torch, mmdet) happen only in :func:`load_predictor`, so tiling and exports work
 without them.
 """
-from .export import (crop_polygon, crop_to_rle, export_coco, export_geojson, export_label_image,
-                     export_overlay, render_overlay, to_coco_results, to_geojson)
-from .image_io import expand_inputs, read_image, to_rgb8
-from .instances import Instances, MaskCrop
+from .export import (export_coco, export_geojson, export_label_image, export_overlay, render_overlay,
+                     to_coco_results, to_geojson)
+from .instances import Instances
 from .tiling import (DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, Tile,
                      merge_tile_instances, run_tiled, tile_grid)
 
@@ -21,8 +21,8 @@ def load_predictor(config, checkpoint, device="cpu", score_thr=0.5, max_per_img=
 
 
 __all__ = [
-    "Instances", "MaskCrop", "Tile", "Predictor", "tile_grid", "run_tiled", "merge_tile_instances",
-    "read_image", "to_rgb8", "expand_inputs", "load_predictor", "to_coco_results", "crop_to_rle",
-    "to_geojson", "crop_polygon", "export_coco", "export_geojson", "export_label_image",
-    "export_overlay", "render_overlay", "DEFAULT_TILE", "DEFAULT_OVERLAP", "DEFAULT_DEDUP_THR",
+    "Instances", "Tile", "Predictor", "tile_grid", "run_tiled", "merge_tile_instances",
+    "load_predictor", "to_coco_results", "to_geojson", "export_coco", "export_geojson",
+    "export_label_image", "export_overlay", "render_overlay", "DEFAULT_TILE", "DEFAULT_OVERLAP",
+    "DEFAULT_DEDUP_THR",
 ]

@@ -16,9 +16,9 @@ from tqdm import tqdm
 from ..categories import coco_categories
 from ..errors import InputError
 from ..fileio import atomic_write_json, check_writable
+from ..image_io import read_image
 from .export import (coco_results_json, export_coco_parts, export_geojson, export_label_image,
                      export_overlay)
-from .image_io import read_image
 from .tiling import DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, run_tiled, tile_grid
 
 FORMATS = ("coco", "geojson", "labels", "overlay")

@@ -13,11 +13,11 @@ from typing import Iterator, List, Optional, Sequence
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_util
 
 from ..errors import InputError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable
-from .instances import Instances, MaskCrop
+from ..geometry import crop_from_segmentation, crop_outline, crop_to_rle, geojson_geometry, paste_crop
+from .instances import Instances
 
 # Colours per class index (RGB), also used in the overlay; cycles for more classes.
 CLASS_COLORS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255),
@@ -28,35 +28,7 @@ def class_color(label: int) -> List[int]:
     return list(CLASS_COLORS[int(label) % len(CLASS_COLORS)])
 
 
-# ----------------------------------------------------------------------------- COCO RLE
-def crop_to_rle(crop: MaskCrop, height: int, width: int) -> dict:
-    """COCO compressed RLE of a crop in a ``height`` x ``width`` image, without a full-size mask.
-
-    COCO RLE runs over the image in column-major order; the runs are computed per crop column."""
-    m = crop.mask
-    col_major = np.pad(m.T.astype(np.int8), ((0, 0), (1, 1)))  # (w, h + 2): zero above/below
-    edges = np.diff(col_major, axis=1)
-    col_s, row_s = np.nonzero(edges == 1)   # run starts (row index inside the crop)
-    col_e, row_e = np.nonzero(edges == -1)  # run ends (exclusive)
-    starts = (crop.x0 + col_s).astype(np.int64) * height + crop.y0 + row_s
-    ends = (crop.x0 + col_e).astype(np.int64) * height + crop.y0 + row_e
-    if len(starts) > 1:  # a run may continue into the next column when the crop spans all rows
-        join = ends[:-1] == starts[1:]
-        if join.any():
-            starts = np.concatenate([starts[:1], starts[1:][~join]])
-            ends = np.concatenate([ends[:-1][~join], ends[-1:]])
-    counts = np.empty(2 * len(starts), dtype=np.int64)
-    counts[0::2] = starts - np.concatenate([[0], ends[:-1]])
-    counts[1::2] = ends - starts
-    counts = counts.tolist()
-    tail = height * width - (int(ends[-1]) if len(ends) else 0)
-    if tail > 0:
-        counts.append(tail)
-    rle = mask_util.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
+# ----------------------------------------------------------------------------- COCO results
 def iter_coco_results(instances: Instances, image_id: int,
                       category_ids: Optional[Sequence[int]] = None) -> Iterator[dict]:
     """COCO results records (segm + bbox) for one image; category id = label + 1 by default."""
@@ -95,36 +67,14 @@ def export_coco_parts(path, parts: Sequence[str], overwrite: bool = False) -> Pa
     return atomic_write_text(path, "[" + body + "]", overwrite)
 
 
-# ----------------------------------------------------------------------------- polygons
-def crop_contours(crop: MaskCrop) -> List[np.ndarray]:
-    """External contours of a crop as (K, 2) int arrays of image pixel coordinates."""
-    padded = np.pad(crop.mask.astype(np.uint8), 1)  # contours at the crop edge need a border
-    contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1, 2) + (crop.x0 - 1, crop.y0 - 1) for c in contours]
-
-
-def crop_polygon(crop: MaskCrop) -> List[List[int]]:
-    """Closed exterior ring of the largest connected part, pixel indices of boundary pixels.
-
-    ``cv2.fillPoly`` of the ring gives back the mask (of that part). Masks of 1-2 pixel width have
-    degenerate contours; they become their bounding rectangle so that the polygon stays valid."""
-    contours = crop_contours(crop)
-    best = max(contours, key=lambda c: (cv2.contourArea(c), len(c))) if contours else None
-    if best is None or len(best) < 3 or cv2.contourArea(best) == 0:
-        x0, y0, x1, y1 = crop.x0, crop.y0, crop.x1 - 1, crop.y1 - 1
-        best = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
-    ring = best.tolist()
-    ring.append(ring[0])
-    return ring
-
-
+# ----------------------------------------------------------------------------- GeoJSON
 def _geojson_features(instances: Instances, class_names: Sequence[str]) -> Iterator[dict]:
     for k, crop in enumerate(instances.masks):
         label = int(instances.labels[k])
         name = class_names[label] if label < len(class_names) else f"class_{label}"
         yield {
             "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [crop_polygon(crop)]},
+            "geometry": geojson_geometry(crop),
             "properties": {
                 "objectType": "detection",
                 "classification": {"name": name, "color": class_color(label)},
@@ -170,12 +120,12 @@ def export_label_image(stem_path, instances: Instances, overwrite: bool = False)
 
 def instances_from_coco_results(results: Sequence[dict], height: int, width: int,
                                 label_of_category: dict, score_thr: float = 0.0) -> Instances:
-    """COCO results of one image (RLE segmentations) -> crop-based Instances, one mask at a time."""
+    """COCO results of one image -> crop-based Instances, without a full-size array per mask."""
     scores, labels, crops = [], [], []
     for r in results:
         if r["score"] < score_thr:
             continue
-        crop = MaskCrop.from_mask(mask_util.decode(r["segmentation"]).astype(bool))
+        crop = crop_from_segmentation(r["segmentation"], height, width)
         if crop is None:
             continue
         scores.append(r["score"])
@@ -185,12 +135,12 @@ def instances_from_coco_results(results: Sequence[dict], height: int, width: int
 
 
 def render_overlay(image_rgb: np.ndarray, instances: Instances, thickness: int = 1) -> np.ndarray:
-    """A copy of the image (BGR, for cv2) with each instance's contour drawn in its class colour."""
+    """A copy of the image (BGR, for cv2) with each instance's outline (its boundary pixels,
+    ``thickness`` deep) painted in its class colour."""
     canvas = np.ascontiguousarray(image_rgb[:, :, ::-1])
     for k, crop in enumerate(instances.masks):
         r, g, b = class_color(int(instances.labels[k]))
-        contours = [c.reshape(-1, 1, 2).astype(np.int32) for c in crop_contours(crop)]
-        cv2.drawContours(canvas, contours, -1, (b, g, r), thickness)
+        paste_crop(canvas, crop_outline(crop, thickness), (b, g, r))
     return canvas
 
 

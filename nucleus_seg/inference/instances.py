@@ -1,97 +1,14 @@
-"""Instance sets whose masks are stored as crops, so memory follows the nuclei, not the image size.
-
-A mask is a :class:`MaskCrop`: the integer origin ``(x0, y0)`` of its tight bounding box in the
-image plus a boolean array of that box's size. A 30 px nucleus costs ~1 kB whatever the image size;
-a full-size boolean mask per nucleus on an 8k x 8k image would cost 64 MB each.
+"""Instance sets whose masks are stored as crops (:class:`nucleus_seg.geometry.MaskCrop`), so memory
+follows the nuclei, not the image size.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List
 
 import numpy as np
 
-
-@dataclass
-class MaskCrop:
-    """A binary mask stored as its tight bounding box: ``mask`` covers rows y0.. and columns x0.."""
-
-    x0: int
-    y0: int
-    mask: np.ndarray  # bool, shape (h, w)
-
-    @property
-    def x1(self) -> int:
-        return self.x0 + self.mask.shape[1]
-
-    @property
-    def y1(self) -> int:
-        return self.y0 + self.mask.shape[0]
-
-    @property
-    def box(self) -> tuple:
-        """Pixel extent as (x0, y0, x1, y1), exclusive end."""
-        return (self.x0, self.y0, self.x1, self.y1)
-
-    @property
-    def area(self) -> int:
-        return int(self.mask.sum())
-
-    def shifted(self, dx: int, dy: int) -> "MaskCrop":
-        return MaskCrop(self.x0 + dx, self.y0 + dy, self.mask)
-
-    @classmethod
-    def from_mask(cls, mask: np.ndarray, x0: int = 0, y0: int = 0) -> Optional["MaskCrop"]:
-        """Tight crop of a boolean mask whose top-left pixel is at (x0, y0); None if it is empty."""
-        rows = np.flatnonzero(mask.any(axis=1))
-        if rows.size == 0:
-            return None
-        cols = np.flatnonzero(mask.any(axis=0))
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        # copy: the crop must not keep the (tile- or image-sized) source array alive
-        return cls(int(x0 + c0), int(y0 + r0), np.ascontiguousarray(mask[r0:r1, c0:c1], dtype=bool))
-
-    def to_full(self, height: int, width: int) -> np.ndarray:
-        """Full-size boolean mask (for tests and small images only)."""
-        full = np.zeros((height, width), dtype=bool)
-        paste_crop(full, self, True)
-        return full
-
-
-def paste_crop(canvas: np.ndarray, crop: MaskCrop, value, only_empty: bool = False) -> None:
-    """Write ``value`` into ``canvas`` where ``crop`` is set (clipped to the canvas).
-
-    With ``only_empty`` pixels already non-zero are left alone (first writer wins)."""
-    h, w = canvas.shape[:2]
-    x0, y0, x1, y1 = max(crop.x0, 0), max(crop.y0, 0), min(crop.x1, w), min(crop.y1, h)
-    if x0 >= x1 or y0 >= y1:
-        return
-    m = crop.mask[y0 - crop.y0:y1 - crop.y0, x0 - crop.x0:x1 - crop.x0]
-    region = canvas[y0:y1, x0:x1]
-    if only_empty:
-        m = m & (region == 0) if region.ndim == 2 else m & ~region.any(axis=-1)
-    region[m] = value
-
-
-def intersection_area(a: MaskCrop, b: MaskCrop) -> int:
-    x0, y0 = max(a.x0, b.x0), max(a.y0, b.y0)
-    x1, y1 = min(a.x1, b.x1), min(a.y1, b.y1)
-    if x0 >= x1 or y0 >= y1:
-        return 0
-    ma = a.mask[y0 - a.y0:y1 - a.y0, x0 - a.x0:x1 - a.x0]
-    mb = b.mask[y0 - b.y0:y1 - b.y0, x0 - b.x0:x1 - b.x0]
-    return int(np.count_nonzero(ma & mb))
-
-
-def union_crops(crops: Sequence[MaskCrop]) -> MaskCrop:
-    x0 = min(c.x0 for c in crops)
-    y0 = min(c.y0 for c in crops)
-    x1 = max(c.x1 for c in crops)
-    y1 = max(c.y1 for c in crops)
-    out = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-    for c in crops:
-        out[c.y0 - y0:c.y1 - y0, c.x0 - x0:c.x1 - x0] |= c.mask
-    return MaskCrop(x0, y0, out)
+from ..geometry import MaskCrop, paste_crop
 
 
 @dataclass

@@ -6,7 +6,7 @@ and checks that the checkpoint fits the config (same parameters and shapes, henc
 classes) before loading it, because mmengine would otherwise skip mismatched layers with a warning
 and run a half-random model.
 
-Channel order: predictors take **RGB** tiles (what :func:`nucleus_seg.inference.read_image` returns);
+Channel order: predictors take **RGB** tiles (what :func:`nucleus_seg.image_io.read_image` returns);
 this one converts to BGR for MMDetection, whose pipelines treat arrays like ``cv2.imread`` output.
 """
 from __future__ import annotations
@@ -17,41 +17,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..checkpoints import check_checkpoint, read_checkpoint
+from ..config_utils import load_config
 from ..errors import InputError
 from .instances import Instances
-
-CHECKPOINT_HINT = ("train one with tools/train.py (it writes work_dirs/<config>/*.pth) "
-                   "or copy a trained .pth here")
-
-
-def _load_config(config):
-    from mmengine.config import Config
-
-    if not isinstance(config, (str, Path)):
-        return config
-    path = Path(config)
-    if not path.is_file() and not str(config).startswith("mmdet::"):
-        raise InputError(path, "config file not found")
-    try:
-        return Config.fromfile(str(config))
-    except Exception as exc:  # syntax errors, missing _base_, failed custom_imports
-        raise InputError(path, f"cannot load config ({type(exc).__name__}: {exc})") from None
-
-
-def _read_checkpoint(path: Path) -> dict:
-    import torch
-
-    if not path.is_file():
-        raise InputError(path, f"checkpoint not found; {CHECKPOINT_HINT}")
-    try:
-        # mmengine checkpoints hold numpy/mmengine objects in 'meta', which torch>=2.6's default
-        # weights_only=True rejects; the file is the user's own local checkpoint.
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict):
-        raise InputError(path, "not a model checkpoint (expected a dict with 'state_dict')")
-    return ckpt
 
 
 def _class_names_from_config(cfg) -> Optional[Sequence[str]]:
@@ -98,34 +67,47 @@ def _raise_for_mismatch(model, state_dict: dict, ckpt_path: Path, cfg_path, num_
                                 f"parameters are missing from it, e.g. {missing[0]}")
 
 
+def build_tile_pipeline(cfg, scale_factor: Optional[float] = None):
+    """The config's test pipeline for in-memory tiles: its image-loading step (a file reader)
+    becomes ``LoadImageFromNDArray``; the rest (resize, packing) is the config's own."""
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
+
+    pipeline = get_test_pipeline_cfg(cfg.copy())
+    pipeline[0].type = "mmdet.LoadImageFromNDArray"
+    if scale_factor is not None:
+        # A config's Resize to a fixed size zooms a tile by (size / tile size), so the zoom
+        # would depend on --tile; a fixed factor reproduces the training magnification.
+        pipeline = [dict(type="Resize", scale_factor=float(scale_factor), keep_ratio=True)
+                    if step.get("type") in ("Resize", "mmdet.Resize") else step
+                    for step in pipeline]
+    return Compose(pipeline)
+
+
+def tile_to_model_inputs(pipeline, tile_rgb: np.ndarray) -> dict:
+    """One RGB tile through :func:`build_tile_pipeline`'s pipeline as the batch ``test_step`` takes.
+
+    The tile goes in as BGR: the file-loading step it replaces (``LoadNucleusImage``) gives BGR,
+    like ``cv2.imread``, and the model's data preprocessor converts with ``bgr_to_rgb=True``."""
+    data = pipeline(dict(img=np.ascontiguousarray(tile_rgb[:, :, ::-1]), img_id=0))
+    return {"inputs": [data["inputs"]], "data_samples": [data["data_samples"]]}
+
+
 class MMDetPredictor:
     """Callable predictor: RGB uint8 tile -> :class:`Instances` in tile coordinates."""
 
     def __init__(self, model, class_names: Sequence[str], score_thr: float = 0.5,
                  scale_factor: Optional[float] = None):
-        from mmcv.transforms import Compose
-        from mmdet.utils import get_test_pipeline_cfg
-
         self.model = model
         self.class_names = tuple(class_names)
         self.score_thr = float(score_thr)
-        pipeline = get_test_pipeline_cfg(model.cfg.copy())
-        pipeline[0].type = "mmdet.LoadImageFromNDArray"
-        if scale_factor is not None:
-            # A config's Resize to a fixed size zooms a tile by (size / tile size), so the zoom
-            # would depend on --tile; a fixed factor reproduces the training magnification.
-            pipeline = [dict(type="Resize", scale_factor=float(scale_factor), keep_ratio=True)
-                        if step.get("type") in ("Resize", "mmdet.Resize") else step
-                        for step in pipeline]
-        self.pipeline = Compose(pipeline)  # built once, reused for every tile
+        self.pipeline = build_tile_pipeline(model.cfg, scale_factor)  # built once, used per tile
 
     def __call__(self, tile_rgb: np.ndarray) -> Instances:
         import torch
 
         height, width = tile_rgb.shape[:2]
-        data = self.pipeline(dict(img=np.ascontiguousarray(tile_rgb[:, :, ::-1]), img_id=0))
-        data["inputs"] = [data["inputs"]]
-        data["data_samples"] = [data["data_samples"]]
+        data = tile_to_model_inputs(self.pipeline, tile_rgb)
         with torch.no_grad():
             pred = self.model.test_step(data)[0].pred_instances
         keep = (pred.scores >= self.score_thr).nonzero().flatten()
@@ -146,10 +128,9 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: float = 0
     the test pipeline's Resize by a fixed zoom (see MMDetPredictor)."""
     cfg_path = config
     ckpt_path = Path(checkpoint)
-    if not ckpt_path.is_file():  # cheap checks first: no model build for a typo
-        raise InputError(ckpt_path, f"checkpoint not found; {CHECKPOINT_HINT}")
-    cfg = _load_config(config)
-    ckpt = _read_checkpoint(ckpt_path)
+    check_checkpoint(ckpt_path)  # cheap checks first: no model build for a typo
+    cfg = load_config(config)
+    ckpt = read_checkpoint(ckpt_path)
     from mmdet.apis import init_detector
     state_dict = ckpt.get("state_dict", ckpt)
     # checkpoints saved from a DistributedDataParallel wrapper prefix every key (as mmengine strips)

@@ -30,7 +30,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .instances import Instances, MaskCrop, intersection_area, union_crops
+from ..geometry import MaskCrop, intersection_area, union_crops
+from .instances import Instances
 
 # A predictor takes an RGB uint8 (h, w, 3) tile and returns Instances in tile coordinates.
 Predictor = Callable[[np.ndarray], Instances]

@@ -12,7 +12,7 @@ from typing import List
 
 import numpy as np
 
-from ..inference.image_io import read_image
+from ..image_io import read_image
 from .base import SlideReader, SlideSpec
 from .mpp import MppCandidate, resolve_mpp
 

@@ -22,7 +22,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..errors import InputError
-from ..inference.image_io import to_rgb8
+from ..image_io import to_rgb8, to_uint8
 from .base import WHITE, SlideReader, SlideSpec, level_downsamples_from_dimensions, one_line
 from .mpp import MppCandidate, mpp_from_ome_size, mpp_from_tiff_resolution, resolve_mpp
 
@@ -222,9 +222,7 @@ class TiffReader(SlideReader):
 
     def _to_rgb(self, array: np.ndarray, lv: _Level) -> np.ndarray:
         page = lv.page
-        if array.dtype == np.uint16:
-            top = float(2 ** int(page.bitspersample) - 1)
-            array = np.clip(array.astype(np.float32) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+        array = to_uint8(array, significant_bits=int(page.bitspersample))  # the one rule per dtype
         if int(page.photometric) == 0:  # MINISWHITE: 0 is white
             array = 255 - array
         return to_rgb8(array, "rgb")

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import atomic_write_bytes
+from ..image_io import read_mask
 from .base import SlideReader
 from .resample import ResampledView
 
@@ -172,12 +173,7 @@ def detect_tissue(rgb: np.ndarray, pixel_um: float, close_um: float = CLOSE_UM,
 
 
 def _read_mask_image(path: Path, shape) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise InputError(path, "cannot be read as a mask image")
-    if image.ndim == 3:
-        image = image[:, :, :3].max(axis=2) if image.shape[2] != 2 else image[:, :, 0]
+    image = read_mask(path)  # the package's mask reader: non-zero pixels are tissue
     h, w = shape
     ih, iw = image.shape
     if abs(iw / ih - w / h) > 0.02 * (w / h) + 1.0 / min(ih, h):

@@ -26,7 +26,8 @@ nucleus_train_crop = (1024, 1024)
 # Training works on outline polygons (NucleusCocoDataset converts the exact RLE once at load), so
 # poly2mask=False: memory grows with outline length, not with tile area x nucleus count.
 nucleus_train_pipeline = [
-    dict(type='LoadImageFromFile'),  # RGBA / grey / palette PNG -> 3-channel BGR
+    # the package's one image reader (grey, RGBA, 16-bit -> 8-bit BGR, as infer.py sees them)
+    dict(type='LoadNucleusImage'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     dict(type='RandomRescale', scale_factor=nucleus_scale_factor, ratio_range=(0.8, 1.25)),
     # mmdet's crop: boxes are clipped to the crop, polygons intersected with it; a nucleus cut by the
@@ -44,7 +45,7 @@ nucleus_train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 nucleus_test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadNucleusImage'),
     dict(type='Resize', scale_factor=nucleus_scale_factor, keep_ratio=True),
     # No LoadAnnotations: metrics read the annotation file, so unlabeled test sets work too.
     dict(type='PackDetInputs',

@@ -1,14 +1,16 @@
-"""A stand-in predictor that "detects" the objects of a known label image.
+"""Stand-in predictors for tests and benchmarks (no model): they return Instances like a real one.
 
-For tests and benchmarks: given the tile window it was called on, it returns every label visible in
-that window, clipped at the tile border, as a real model would see it. Scores are fixed per label
-so that results are deterministic.
+``LabelImagePredictor``: given the tile window it was called on, it returns every label of a known
+label image visible in that window, clipped at the tile border, as a real model would see it; scores
+are fixed per label so that results are deterministic. ``DarkBlobPredictor``: thresholded connected
+components. Benchmarks import this module with the repository root on ``sys.path``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .instances import Instances, MaskCrop
+from nucleus_seg.geometry import MaskCrop
+from nucleus_seg.inference.instances import Instances
 
 
 class LabelImagePredictor:

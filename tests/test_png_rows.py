@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from nucleus_seg.converters.masks import mask_bbox, read_mask_crop
-from nucleus_seg.converters.png_rows import decode_grey8_png_rows
 from nucleus_seg.errors import InputError
+from nucleus_seg.geometry import MaskCrop
+from nucleus_seg.image_io import read_mask_crop
+from nucleus_seg.png_rows import decode_grey8_png_rows
 
 
 def chunk(kind, body):
@@ -99,8 +100,8 @@ def test_fast_path_equals_opencv_on_every_shared_mask(dsb_root):
         if block is not None:
             fast += 1
             assert np.array_equal(expand(block), reference), path
-        height, width, box, crop = read_mask_crop(path)
-        x, y, w, h = box
-        assert (height, width, box) == (*reference.shape, mask_bbox(reference)), path
-        assert np.array_equal(crop, reference[y:y + h, x:x + w] != 0), path
+        height, width, crop = read_mask_crop(path)
+        expected = MaskCrop.from_mask(reference)
+        assert (height, width, crop.box) == (*reference.shape, expected.box), path
+        assert np.array_equal(crop.mask, expected.mask), path
     assert fast == len(paths)  # all are 8-bit grey PNGs: none needs OpenCV
