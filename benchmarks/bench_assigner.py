@@ -129,9 +129,13 @@ def main(argv=None) -> int:
                         cmd = [sys.executable, __file__, "--child", stage, str(size), str(n_gt), calc,
                                device, str(args.threads)]
                         res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
-                        if res.returncode != 0:
-                            raise SystemExit(res.stderr[-3000:])
-                        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                        if res.returncode != 0:  # e.g. killed by the OOM killer: a row, not the end
+                            error = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])
+                            rows.append(dict(stage=stage, size=size, gts=n_gt, priors=priors,
+                                             calculator=calc, device=device, error=error[-1][:120]))
+                        else:
+                            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                        print(json.dumps(rows[-1]), flush=True)
     print(f"MaxIoUAssigner.assign, torch {torch.__version__}, {args.threads} CPU thread(s)")
     print("| stage | image | priors | GT | IoU calculator | device | peak MB | bytes/pair | CPU s | wall s |")
     print("|---|---|---:|---:|---|---|---:|---:|---:|---:|")
@@ -139,7 +143,9 @@ def main(argv=None) -> int:
         pairs = r["priors"] * r["gts"]
         head = (f"| {r['stage']} | {r['size']}² | {r['priors']:,} | {r['gts']:,} | {r['calculator']} "
                 f"| {r['device']} ")
-        if "predicted" in r:
+        if "error" in r:
+            print(head + f"| failed: {r['error']} | | | |")
+        elif "predicted" in r:
             print(head + f"| ~{r['predicted'] / 2**20:,.0f} (predicted, not run) | "
                   f"{r['predicted'] / pairs:.0f} | | |")
         else:

@@ -27,10 +27,12 @@ import argparse
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +146,12 @@ def child(config: str, input_name: str, batch: int, device: str, amp: bool, step
     except (MemoryError, RuntimeError) as exc:
         if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower():
             raise
-        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        # Where it ran out and how much it asked for (torch's message is long and says neither first).
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        out["error"] = (f"{type(exc).__name__} in {frame.name} ({Path(frame.filename).name}:{frame.lineno})"
+                        + (f": could not allocate {int(asked.group(1)) / 2**30:.1f} GB more" if asked
+                           else f": {str(exc).splitlines()[0][:120]}"))
     out["peak_rss_mb"] = peak_rss_bytes() / 2**20
     if cuda:
         out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -201,7 +208,7 @@ def main(argv=None) -> int:
                                      env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent)))
                 if res.returncode != 0:
                     rows.append(dict(config=Path(config).stem, input=input_name, device=args.device,
-                                     amp=amp, error=res.stderr.strip().splitlines()[-1][:150],
+                                     amp=amp, error=res.stderr.strip().splitlines()[-1][-200:],
                                      peak_rss_mb=0, rss_before_mb=0))
                 else:
                     rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
