@@ -46,6 +46,16 @@ def data(tmp_path_factory):
     return make_disc_dataset(tmp_path_factory.mktemp("budget"), n_images=IMAGES, n_nuclei=4)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Steps on 96 x 128 px images gain nothing from more threads, and on a busy machine extra
+    threads spin against the neighbours' (4x slower here under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def plain_config_text(monkeypatch):
     """mmengine's Runner logs and dumps its config through yapf (~4 s per runner here); the config
