@@ -22,7 +22,7 @@ def test_demo_runs_end_to_end_then_skips_everything_on_a_second_run(sample_root,
         answer = json.loads(z.read("answer.json"))
     assert {r["image_id"] for r in answer} <= ids
     assert len(list((out / "overlays_val").glob("*.png"))) == 4  # 16 tiles, 25 % validation
-    assert len(list((out / "infer").glob("*.geojson"))) == len(ids)
+    assert len(list((out / "infer").glob("*/nuclei.geojson"))) == len(ids)
     assert "segm AP (maxDets 1000)" in first.stdout and "segm AP (maxDets 100)" in first.stdout
     assert "instance metrics: label maps" in first.stdout and "answer.zip" in first.stdout
 

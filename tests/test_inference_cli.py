@@ -1,4 +1,5 @@
-"""Batch behaviour over files/folders/globs, and tools/infer.py's error handling."""
+"""Batch behaviour over files/folders/globs (one output folder per input), and tools/infer.py's
+error handling."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from nucleus_seg.inference.batch import infer_files
-from nucleus_seg.image_io import expand_inputs
+from nucleus_seg.inference.batch import SLIDE_SUFFIXES, infer_inputs, slide_name
+from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs
+from nucleus_seg.slide_inference import SlideSettings
 from tests.standins import DarkBlobPredictor, disc_label_image
+
+QUICK = SlideSettings(tile=128, overlap=32, workers=0, progress=False)
 
 
 def _write_tissue(path, height, width, seed):
@@ -37,52 +41,68 @@ def folder(tmp_path):
 
 
 def test_expand_inputs_takes_files_folders_and_globs_and_reports_misses(folder, tmp_path):
+    (folder / "s.svs").write_bytes(b"")
     files, problems = expand_inputs([str(folder), str(folder / "a.png"), str(folder / "*.tif"),
-                                     str(tmp_path / "nope.png"), str(tmp_path / "*.jpg")])
-    assert [f.name for f in files] == ["a.png", "b.png", "c.tif"]  # no duplicates, no .txt
+                                     str(tmp_path / "nope.png"), str(tmp_path / "*.jpg")],
+                                    IMAGE_EXTENSIONS + SLIDE_SUFFIXES)
+    assert [f.name for f in files] == ["a.png", "b.png", "c.tif", "s.svs"]  # no duplicates, no .txt
     assert [p for p, _ in problems] == [str(tmp_path / "nope.png"), str(tmp_path / "*.jpg")]
+    assert slide_name(folder / "x.ome.tiff") == "x" and slide_name(folder / "x.svs") == "x"
 
 
 def test_a_bad_file_in_a_folder_is_reported_and_the_others_are_done(folder, tmp_path):
     files, _ = expand_inputs([str(folder)])
     out = tmp_path / "out"
-    report = infer_files(files, DarkBlobPredictor(), out, ["nucleus"],
-                         formats=("coco", "geojson", "labels", "overlay"), tile=128, overlap=32,
-                         progress=False)
-    assert [s.path.name for s in report.done] == ["a.png", "c.tif"]
+    settings = SlideSettings(tile=128, overlap=32, workers=0, progress=False,
+                             extras=("labels", "overlay", "coco"))
+    report = infer_inputs(files, DarkBlobPredictor(), out, settings)
+    assert [s.slide for s in report.done] == [str(folder / "a.png"), str(folder / "c.tif")]
     assert len(report.failed) == 1 and report.failed[0][0].endswith("b.png")
-    for stem in ("a", "c"):
-        for suffix in (".geojson", ".labels.png", ".overlay.png"):
-            assert (out / f"{stem}{suffix}").is_file()
-    assert not list(out.glob("b.*"))
-    images = json.loads((out / "coco_images.json").read_text())
-    results = json.loads((out / "coco_results.json").read_text())
-    assert [i["id"] for i in images["images"]] == [1, 3]  # ids = input positions, b.png (2) failed
-    assert images["categories"] == [{"id": 1, "name": "nucleus", "supercategory": "nucleus"}]
-    assert {r["image_id"] for r in results} == {1, 3}
-    assert sum(s.nuclei for s in report.done) == len(results) > 0
+    for name, (h, w) in (("a", (300, 420)), ("c", (200, 200))):
+        for f in ("nuclei.geojson", "nuclei.parquet", "summary.json", "qc.png", "overlay.png"):
+            assert (out / name / f).is_file(), f
+        labels = cv2.imread(str(out / name / "nuclei.labels.png"), cv2.IMREAD_UNCHANGED)
+        assert labels.dtype == np.uint16 and labels.shape == (h, w)
+        assert not (out / name / ".partial").exists()
+    assert not (out / "b").exists()
+    summary = json.loads((out / "a" / "summary.json").read_text())
+    results = json.loads((out / "c" / "coco_results.json").read_text())
+    assert {r["image_id"] for r in results} == {3}  # ids = input positions, b.png (2) failed
+    assert summary["nuclei"] == len(json.loads((out / "a" / "nuclei.geojson").read_text())["features"])
+    assert summary["view"]["mpp"] is None and summary["view"]["resampling"] == "none"
     text = report.format()
-    assert "a.png" in text and "error:" in text and "b.png" in text
+    assert "a.png" in text and "error:" in text and "b.png" in text and "2 input(s) done" in text
 
-    # a second run does not clobber: every image fails on its existing outputs
-    with pytest.raises(Exception, match="already exists"):
-        infer_files(files, DarkBlobPredictor(), out, ["nucleus"], tile=128, overlap=32,
-                    progress=False)
-    report = infer_files(files, DarkBlobPredictor(), out, ["nucleus"], formats=("geojson",),
-                         tile=128, overlap=32, progress=False)
-    assert report.done == [] and len(report.failed) == 3
-    assert all("already exists" in problem or "cannot be decoded" in problem
-               for _, problem in report.failed)
+    # a second run skips what is finished and writes nothing
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    report = infer_inputs(files, DarkBlobPredictor(), out, settings)
+    assert [s.skipped for s in report.done] == [True, True] and len(report.failed) == 1
+    assert "finished before: skipped" in report.format()
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
-def test_same_stem_in_two_folders_is_refused_not_overwritten(tmp_path):
+def test_outputs_in_the_way_are_not_replaced_without_overwrite(tmp_path):
+    _write_tissue(tmp_path / "s.png", 100, 100, 3)
+    out = tmp_path / "out"
+    (out / "s").mkdir(parents=True)
+    (out / "s" / "nuclei.geojson").write_text("the user's own file")
+    report = infer_inputs([tmp_path / "s.png"], DarkBlobPredictor(), out, QUICK)
+    assert report.done == [] and "already exists; pass --overwrite" in report.failed[0][1]
+    assert (out / "s" / "nuclei.geojson").read_text() == "the user's own file"
+    report = infer_inputs([tmp_path / "s.png"], DarkBlobPredictor(), out,
+                          SlideSettings(tile=128, overlap=32, workers=0, progress=False,
+                                        overwrite=True))
+    assert len(report.done) == 1
+    assert json.loads((out / "s" / "nuclei.geojson").read_text())["type"] == "FeatureCollection"
+
+
+def test_same_name_in_two_folders_is_refused_not_overwritten(tmp_path):
     for sub in ("x", "y"):
         (tmp_path / sub).mkdir()
         _write_tissue(tmp_path / sub / "slide.png", 100, 100, 3)
     files, _ = expand_inputs([str(tmp_path / "x"), str(tmp_path / "y")])
-    report = infer_files(files, DarkBlobPredictor(), tmp_path / "out", ["nucleus"],
-                         formats=("geojson",), tile=64, overlap=16, progress=False)
-    assert len(report.done) == 1 and "same file name stem" in report.failed[0][1]
+    report = infer_inputs(files, DarkBlobPredictor(), tmp_path / "out", QUICK)
+    assert len(report.done) == 1 and "same name as" in report.failed[0][1]
 
 
 def test_cli_missing_checkpoint_is_a_one_line_error(folder, tmp_path, repo_root):
@@ -102,3 +122,29 @@ def test_cli_no_readable_input_is_an_error(tmp_path, repo_root):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {tmp_path / 'nothing.png'}: file not found"
+
+
+def test_a_run_stopped_while_assembling_image_extras_predicts_the_image_again(tmp_path,
+                                                                            monkeypatch):
+    """The label image, overlay and COCO results are built from nuclei held in memory, which a
+    new run does not have: it predicts the (single) region again instead of writing them empty."""
+    import nucleus_seg.slide_inference as si
+
+    _write_tissue(tmp_path / "s.png", 200, 260, 4)
+    settings = SlideSettings(tile=128, overlap=32, workers=0, progress=False,
+                             extras=("labels", "coco"))
+    fresh = si.infer_slide(tmp_path / "s.png", DarkBlobPredictor(), tmp_path / "fresh", settings)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(si, "_assemble", crash)
+        with pytest.raises(KeyboardInterrupt):
+            si.infer_slide(tmp_path / "s.png", DarkBlobPredictor(), tmp_path / "o", settings)
+    journal = json.loads((tmp_path / "o" / ".partial" / "journal.json").read_text())
+    assert journal["stage"] == "assemble"
+    again = si.infer_slide(tmp_path / "s.png", DarkBlobPredictor(), tmp_path / "o", settings)
+    assert again.nuclei == fresh.nuclei > 0
+    for name in ("nuclei.labels.png", "coco_results.json", "nuclei.parquet", "nuclei.geojson"):
+        assert (tmp_path / "o" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()

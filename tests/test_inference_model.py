@@ -16,6 +16,8 @@ import pytest
 
 from nucleus_seg.errors import InputError
 from nucleus_seg.inference import load_predictor, run_tiled, tile_grid
+from slides import make_mosaic, write_aperio
+from tests.standins import ClippedPredictions
 
 TINY_CONFIG = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
 
@@ -117,6 +119,8 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
     for p in sorted(sample_root.glob("test/*.png"))[:2]:
         (folder / p.name).write_bytes(p.read_bytes())  # 320 x 256 RGBA: 2 tiles each at tile 256
     (folder / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    # and a small Aperio-style slide: tissue in the middle of white glass, 0.25 um/px
+    write_aperio(folder / "zz_slide.svs", make_mosaic(1024, 960, specks=0), mpp=0.25)
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, str(repo_root / "tools/infer.py"), str(repo_root / TINY_CONFIG),
@@ -126,18 +130,25 @@ def test_cli_real_model_folder_with_a_bad_file(repo_root, sample_root, tiny_chec
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"error: {folder / 'zz_corrupt.png'}: cannot be decoded as an image" in proc.stdout
-    assert "2 image(s) done, 1 failed" in proc.stdout
+    assert "3 input(s) done, 1 failed" in proc.stdout
     names = sorted(p.name for p in folder.glob("*.png") if p.name != "zz_corrupt.png")
-    for name in names:
-        stem = name[:-4]
-        labels = cv2.imread(str(out / f"{stem}.labels.png"), cv2.IMREAD_UNCHANGED)
+    for position, name in enumerate(names, start=1):
+        result = out / name[:-4]
+        labels = cv2.imread(str(result / "nuclei.labels.png"), cv2.IMREAD_UNCHANGED)
         assert labels.dtype == np.uint16 and labels.shape == (256, 320)
-        doc = json.loads((out / f"{stem}.geojson").read_text())
+        doc = json.loads((result / "nuclei.geojson").read_text())
         assert doc["type"] == "FeatureCollection"
-        assert (out / f"{stem}.overlay.png").is_file()
-    results = json.loads((out / "coco_results.json").read_text())
-    assert {r["image_id"] for r in results} <= {1, 2}
-    assert all(isinstance(r["segmentation"]["counts"], str) for r in results)
+        assert (result / "overlay.png").is_file() and (result / "nuclei.parquet").is_file()
+        summary = json.loads((result / "summary.json").read_text())
+        assert summary["nuclei"] == len(doc["features"]) >= labels.max()  # masks may hide others
+        assert summary["model"]["checkpoint"] == str(tiny_checkpoint.resolve())
+        assert summary["settings"]["target_mpp"] == 0.25  # the config's nucleus_mpp
+        results = json.loads((result / "coco_results.json").read_text())
+        assert {r["image_id"] for r in results} <= {position}
+        assert all(isinstance(r["segmentation"]["counts"], str) for r in results)
+    summary = json.loads((out / "zz_slide" / "summary.json").read_text())
+    assert summary["view"]["format"] == "aperio" and summary["view"]["mpp"] == 0.25
+    assert summary["tiles"]["background"] > 0 and (out / "zz_slide" / "tissue.png").is_file()
 
 
 def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
@@ -166,3 +177,22 @@ def test_checkpoint_check_names_the_class_layer_and_unreadable_files(tmp_path):
     junk.write_bytes(b"definitely not a pickle")
     with pytest.raises(InputError, match="junk.pth: not a readable PyTorch checkpoint"):
         read_checkpoint(junk)
+
+
+def test_real_model_output_cut_into_tiles_and_merged_gives_the_whole_image_result(predictor,
+                                                                                   sample_root):
+    """The seam matcher on real, messy model output: ~400 overlapping, box-shaped predictions of
+    the whole image, many wider than the overlap, answered per tile (cut to it) and merged,
+    come back exactly."""
+    image = _tissue_image(sample_root, 512, 640)
+    rcnn = predictor.model.roi_head.test_cfg
+    rcnn.max_per_img = 400  # more predictions for the one whole-image call
+    try:
+        whole = predictor(image)
+    finally:
+        rcnn.max_per_img = 30
+    assert len(whole) > 300
+    for overlap in (48, 96):
+        merged = run_tiled(image, ClippedPredictions(image, whole), tile=256, overlap=overlap)
+        assert sorted((c.box, c.mask.tobytes()) for c in merged.masks) == \
+            sorted((c.box, c.mask.tobytes()) for c in whole.masks)

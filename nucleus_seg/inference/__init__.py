@@ -1,6 +1,7 @@
-"""Inference on images of any size: tiling with seam-aware merging, the MMDetection predictor and
-exports (COCO results, QuPath GeoJSON, label image, overlay). See docs/inference.md. Images are read
-with :func:`nucleus_seg.image_io.read_image`; masks are :class:`nucleus_seg.geometry.MaskCrop`.
+"""Inference on images and slides of any size: tiling with seam matching, the MMDetection predictor
+and exports (COCO results, QuPath GeoJSON, label image, overlay). See docs/inference.md. Images are
+read with :func:`nucleus_seg.image_io.read_image`; masks are :class:`nucleus_seg.geometry.MaskCrop`;
+whole slides go through :func:`nucleus_seg.slide_inference.infer_slide`.
 
 Heavy imports (torch, mmdet) happen only in :func:`load_predictor`, so tiling and exports work
 without them.
@@ -8,8 +9,8 @@ without them.
 from .export import (export_coco, export_geojson, export_label_image, export_overlay, render_overlay,
                      to_coco_results, to_geojson)
 from .instances import Instances
-from .tiling import (DEFAULT_DEDUP_THR, DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, Tile,
-                     merge_tile_instances, run_tiled, tile_grid)
+from .seams import Nucleus, SeamMerger
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, Tile, TileGrid, run_tiled, tile_grid
 
 
 def load_predictor(config, checkpoint, device="cpu", score_thr=0.5, max_per_img=1000,
@@ -21,8 +22,7 @@ def load_predictor(config, checkpoint, device="cpu", score_thr=0.5, max_per_img=
 
 
 __all__ = [
-    "Instances", "Tile", "Predictor", "tile_grid", "run_tiled", "merge_tile_instances",
-    "load_predictor", "to_coco_results", "to_geojson", "export_coco", "export_geojson",
+    "Instances", "Tile", "TileGrid", "Predictor", "tile_grid", "run_tiled", "SeamMerger",
+    "Nucleus", "load_predictor", "to_coco_results", "to_geojson", "export_coco", "export_geojson",
     "export_label_image", "export_overlay", "render_overlay", "DEFAULT_TILE", "DEFAULT_OVERLAP",
-    "DEFAULT_DEDUP_THR",
 ]
