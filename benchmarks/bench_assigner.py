@@ -10,7 +10,8 @@ proposals + the GT boxes, which mmdet adds as proposals) and nuclei counts ``--g
 memory it allocates. Each case runs in a fresh child process; memory is the rise of the peak RSS
 over the RSS before the call, which counts the same tensors the GPU path allocates (the GPU's
 caching allocator rounds up to 2 MB blocks). A case whose predicted peak exceeds ``--max-gb`` is
-not run (its prediction, from the measured bytes per (GT, prior) pair, is printed instead). With
+not run (its prediction, from the measured bytes per (GT, prior) pair, is printed instead), and each
+child runs under an address-space limit of ``--max-gb`` + 2 GB (a failed case is a row). With
 CUDA available the GPU path is timed too, with ``torch.cuda.max_memory_allocated``.
 """
 from __future__ import annotations
@@ -63,7 +64,11 @@ def priors_for(stage: str, size: int, gt, device):
     return torch.cat([jitter, rand, gt]).to(device)
 
 
-def child(stage: str, size: int, n_gt: int, calculator: str, device: str, threads: int) -> dict:
+def child(stage: str, size: int, n_gt: int, calculator: str, device: str, threads: int,
+          max_gb: float) -> dict:
+    import resource
+    limit = int(max_gb * 2**30) + 2**31  # the case's budget plus torch's own address space
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import torch
     from mmengine.structures import InstanceData
     from mmdet.registry import TASK_UTILS
@@ -104,11 +109,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--max-gb", type=float, default=8.0,
                    help="do not run CPU cases predicted to need more than this (default 8)")
-    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        stage, size, n_gt, calc, device, threads = args.child
-        print(json.dumps(child(stage, int(size), int(n_gt), calc, device, int(threads))))
+        stage, size, n_gt, calc, device, threads, max_gb = args.child
+        print(json.dumps(child(stage, int(size), int(n_gt), calc, device, int(threads), float(max_gb))))
         return 0
     import torch
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -119,7 +124,7 @@ def main(argv=None) -> int:
                 for calc, per_pair in (("BboxOverlaps2D", UPSTREAM_BYTES_PER_PAIR),
                                        ("ChunkedBboxOverlaps2D", CHUNKED_BYTES_PER_PAIR)):
                     for device in devices:
-                        priors = (3 * sum(-(-size // s) ** 2 for s in ANCHORS["strides"])
+                        priors = (3 * sum((-(-size // s)) ** 2 for s in ANCHORS["strides"])
                                   if stage == "rpn" else PROPOSALS + n_gt)
                         predicted = per_pair * priors * n_gt
                         if device == "cpu" and predicted > args.max_gb * 2**30:
@@ -127,11 +132,15 @@ def main(argv=None) -> int:
                                              calculator=calc, device=device, predicted=predicted))
                             continue
                         cmd = [sys.executable, __file__, "--child", stage, str(size), str(n_gt), calc,
-                               device, str(args.threads)]
+                               device, str(args.threads), str(args.max_gb)]
                         res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
-                        if res.returncode != 0:
-                            raise SystemExit(res.stderr[-3000:])
-                        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                        if res.returncode != 0:  # e.g. killed by the OOM killer: a row, not the end
+                            error = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])
+                            rows.append(dict(stage=stage, size=size, gts=n_gt, priors=priors,
+                                             calculator=calc, device=device, error=error[-1][:120]))
+                        else:
+                            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                        print(json.dumps(rows[-1]), flush=True)
     print(f"MaxIoUAssigner.assign, torch {torch.__version__}, {args.threads} CPU thread(s)")
     print("| stage | image | priors | GT | IoU calculator | device | peak MB | bytes/pair | CPU s | wall s |")
     print("|---|---|---:|---:|---|---|---:|---:|---:|---:|")
@@ -139,7 +148,9 @@ def main(argv=None) -> int:
         pairs = r["priors"] * r["gts"]
         head = (f"| {r['stage']} | {r['size']}² | {r['priors']:,} | {r['gts']:,} | {r['calculator']} "
                 f"| {r['device']} ")
-        if "predicted" in r:
+        if "error" in r:
+            print(head + f"| failed: {r['error']} | | | |")
+        elif "predicted" in r:
             print(head + f"| ~{r['predicted'] / 2**20:,.0f} (predicted, not run) | "
                   f"{r['predicted'] / pairs:.0f} | | |")
         else:

@@ -15,7 +15,8 @@ sampler's 1,024 per image).
 
 Each (config, input, device, AMP) case runs in a fresh child process. Columns: image size and GT
 nuclei per image after the pipeline; peak RSS of the process and its rise during the steps (CPU);
-``torch.cuda.max_memory_allocated`` (GPU); seconds per step: wall and CPU time of the last step
+``torch.cuda.max_memory_allocated`` (GPU); positive RoIs the mask head ran on (both images; an
+untrained RPN proposes few beyond the GT boxes); seconds per step: wall and CPU time of the last step
 (the first also warms up; with ``--steps 1`` it is the only one). ``--threads`` sets torch's CPU
 threads (default 1: on a shared machine more threads measure the neighbours' load). A child that
 exceeds ``--max-gb`` of address space stops with a MemoryError and its row says so.
@@ -26,10 +27,12 @@ import argparse
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +122,11 @@ def child(config: str, input_name: str, batch: int, device: str, amp: bool, step
     if amp:
         optim_cfg.type, optim_cfg.loss_scale = "AmpOptimWrapper", "dynamic"
     optim_wrapper = build_optim_wrapper(model, optim_cfg)
+    # Positive RoIs of the step (both images): what the (first) mask head is run on.
+    mask_head = model.roi_head.mask_head
+    mask_head = mask_head[0] if isinstance(mask_head, torch.nn.ModuleList) else mask_head
+    positives = []
+    mask_head.register_forward_hook(lambda module, args, output: positives.append(len(args[0])))
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.synchronize()
@@ -134,16 +142,22 @@ def child(config: str, input_name: str, batch: int, device: str, amp: bool, step
                 torch.cuda.synchronize()
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
-        out["loss"] = float(sum(v for k, v in losses.items() if "loss" in k))
+        out["loss"] = sum(float(torch.as_tensor(v).detach()) for k, v in losses.items() if "loss" in k)
     except (MemoryError, RuntimeError) as exc:
         if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower():
             raise
-        out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        # Where it ran out and how much it asked for (torch's message is long and says neither first).
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        out["error"] = (f"{type(exc).__name__} in {frame.name} ({Path(frame.filename).name}:{frame.lineno})"
+                        + (f": could not allocate {int(asked.group(1)) / 2**30:.1f} GB more" if asked
+                           else f": {str(exc).splitlines()[0][:120]}"))
     out["peak_rss_mb"] = peak_rss_bytes() / 2**20
     if cuda:
         out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if walls:
         out["wall_s"], out["cpu_s"], out["steps"] = walls[-1], cpus[-1], len(walls)
+        out["positives"] = positives[-1] if positives else 0
     return out
 
 
@@ -154,9 +168,9 @@ def _row(r: dict) -> str:
            else f"{r['peak_rss_mb'] / 1024:.1f} GB (+{(r['peak_rss_mb'] - r['rss_before_mb']) / 1024:.1f})")
     if "error" in r:
         return (f"| {r['config']} | {r['input']} | {image} | {gt} | {r['device']}{' AMP' if r['amp'] else ''} "
-                f"| failed after {mem}: {r['error']} | | |")
+                f"| failed after {mem}: {r['error']} | | | |")
     return (f"| {r['config']} | {r['input']} | {image} | {gt} | {r['device']}{' AMP' if r['amp'] else ''} "
-            f"| {mem} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
+            f"| {mem} | {r.get('positives', '-')} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
 
 
 def main(argv=None) -> int:
@@ -194,7 +208,7 @@ def main(argv=None) -> int:
                                      env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent)))
                 if res.returncode != 0:
                     rows.append(dict(config=Path(config).stem, input=input_name, device=args.device,
-                                     amp=amp, error=res.stderr.strip().splitlines()[-1][:150],
+                                     amp=amp, error=res.stderr.strip().splitlines()[-1][-200:],
                                      peak_rss_mb=0, rss_before_mb=0))
                 else:
                     rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
@@ -203,8 +217,8 @@ def main(argv=None) -> int:
     print(f"\ntorch {torch.__version__}, batch {args.batch}, {steps} step(s) per case, "
           f"{args.threads} CPU thread(s)")
     print("| config | input | image after pipeline | GT per image | device | peak memory (rise in step) "
-          "| wall s/step | CPU s/step |")
-    print("|---|---|---|---|---|---|---:|---:|")
+          "| positive RoIs | wall s/step | CPU s/step |")
+    print("|---|---|---|---|---|---|---:|---:|---:|")
     for r in rows:
         print(_row(r))
     if args.out_json:

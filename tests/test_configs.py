@@ -138,6 +138,15 @@ def _num_classes(cfg):
     return heads[0].num_classes
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a busy machine extra threads spin against the neighbours' jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def dense_tile(tmp_path_factory):
     """Dense synthetic dataset root per class list (one written per list, shared by the configs)."""

@@ -14,7 +14,7 @@ from mmdet.structures.mask.structures import polygon_to_bitmap
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
-from nucleus_seg.models.point_head import CropMaskPointHead, _polygon_crop
+from nucleus_seg.models.point_head import CropMaskPointHead, _instance_window
 
 POINTREND = "configs/nucleus/point-rend_r50-caffe_fpn_ms-3x_nucleus.py"
 
@@ -38,7 +38,7 @@ def test_polygon_crop_is_the_full_raster_of_pycocotools():
     for _ in range(400):
         polygons = [_random_polygon(rng, height, width) for _ in range(int(rng.integers(1, 3)))]
         full = polygon_to_bitmap(polygons, height, width)
-        crop, x0, y0 = _polygon_crop(polygons, height, width)
+        crop, x0, y0 = _instance_window(PolygonMasks([polygons], height, width), 0, 0, 0, 0, 0)
         pasted = np.zeros_like(full)
         pasted[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
         assert np.array_equal(pasted, full)

@@ -46,6 +46,16 @@ def data(tmp_path_factory):
     return make_disc_dataset(tmp_path_factory.mktemp("budget"), n_images=IMAGES, n_nuclei=4)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Steps on 96 x 128 px images gain nothing from more threads, and on a busy machine extra
+    threads spin against the neighbours' (4x slower here under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def plain_config_text(monkeypatch):
     """mmengine's Runner logs and dumps its config through yapf (~4 s per runner here); the config
@@ -117,13 +127,14 @@ def test_plain_epoch_loop_is_refused_rather_than_overrun(data, tmp_path):
         runner.train()
 
 
-def test_apply_time_budget_makes_epoch_schedules_interruptible():
-    from nucleus_seg.config_utils import load_config
+def test_train_time_budget_makes_epoch_schedules_interruptible(data, tmp_path):
+    # What tools/train.py --time-budget builds (runner.build_train_config -> apply_time_budget).
+    from nucleus_seg.runner import build_train_config
     for path, loop in (("configs/nucleus/mask-rcnn_r50-caffe_fpn_ms-poly-3x_nucleus.py",
                         "InterruptibleEpochBasedTrainLoop"),
                        ("configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py", "IterBasedTrainLoop")):
-        cfg = load_config(path)
-        apply_time_budget(cfg, 60)
+        cfg = build_train_config(path, work_dir=str(tmp_path), data_root=str(data), no_pretrained=True,
+                                 time_budget=60)
         assert cfg.train_cfg.type == loop
         assert cfg.custom_hooks[-1] == dict(type="TrainTimeBudgetHook", max_seconds=60)
 

@@ -20,42 +20,9 @@ from mmcv.ops.point_sample import rel_roi_point_to_abs_img_point
 from mmdet.models.roi_heads.mask_heads import MaskPointHead
 from mmdet.registry import MODELS
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
-from pycocotools import mask as mask_utils
 from torch import Tensor
 
-from ..geometry import rle_run_lengths
-
-
-def _polygon_crop(polygons, height: int, width: int) -> tuple:
-    """pycocotools' raster of one instance's polygons as its tight crop: (uint8 array, x0, y0).
-
-    The polygons are rasterised at the full image size (pycocotools rounds in image coordinates,
-    so a shifted polygon could rasterise differently by a pixel) into RLE, whose cost follows the
-    outline, and only the runs' bounding box is expanded into pixels.
-    """
-    if not polygons:
-        return np.zeros((0, 0), np.uint8), 0, 0
-    rle = mask_utils.merge(mask_utils.frPyObjects([np.asarray(p, np.float64) for p in polygons],
-                                                  height, width))
-    runs = np.asarray(rle_run_lengths(rle["counts"].decode("ascii")), np.int64)
-    ends = np.cumsum(runs)
-    starts, ends = (ends - runs)[1::2], ends[1::2]  # odd runs are foreground
-    keep = ends > starts
-    starts, ends = starts[keep], ends[keep]
-    if starts.size == 0:
-        return np.zeros((0, 0), np.uint8), 0, 0
-    # Column-major runs; one may continue from a column's bottom into the next column's top.
-    first_col, last_col = starts // height, (ends - 1) // height
-    pieces = last_col - first_col + 1
-    run = np.repeat(np.arange(starts.size), pieces)
-    col = first_col[run] + np.arange(run.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    row0 = np.maximum(starts[run], col * height) - col * height
-    row1 = np.minimum(ends[run], (col + 1) * height) - col * height
-    x0, y0 = int(col.min()), int(row0.min())
-    marks = np.zeros((int(row1.max()) - y0 + 1, int(col.max()) + 1 - x0), np.int32)
-    np.add.at(marks, (row0 - y0, col - x0), 1)
-    np.add.at(marks, (row1 - y0, col - x0), -1)
-    return (np.cumsum(marks, axis=0)[:-1] > 0).astype(np.uint8), x0, y0
+from ..geometry import crop_from_segmentation
 
 
 def _instance_window(masks, gt_index: int, x0: int, y0: int, x1: int, y1: int) -> tuple:
@@ -65,7 +32,13 @@ def _instance_window(masks, gt_index: int, x0: int, y0: int, x1: int, y1: int) -
     of the samples (a bitmap's window).
     """
     if isinstance(masks, PolygonMasks):
-        return _polygon_crop(masks.masks[gt_index], masks.height, masks.width)
+        # pycocotools' raster of the polygons, built from its runs (cost follows the outline; in image
+        # coordinates, so the pixels are the ones a full-image raster has): its tight crop.
+        polygons = [np.asarray(p, np.float64) for p in masks.masks[gt_index]]
+        crop = crop_from_segmentation(polygons, masks.height, masks.width) if polygons else None
+        if crop is None:
+            return np.zeros((0, 0), np.uint8), 0, 0
+        return crop.mask.astype(np.uint8), crop.x0, crop.y0
     x0, y0 = max(x0, 0), max(y0, 0)
     window = masks.masks[gt_index, y0:max(y1, y0), x0:max(x1, x0)]
     return np.ascontiguousarray(window, dtype=np.uint8), x0, y0
