@@ -8,19 +8,26 @@ import math
 from typing import Sequence
 
 from .fileio import load_json
-from .metrics.dataset import DEFAULT_MAX_DETS, DEFAULT_SCORE_THR, coco_ap, evaluate_instances
+from .metrics.dataset import (DEFAULT_MAX_DETS, DEFAULT_SCORE_THR, coco_ap, describe_ap, describe_settings,
+                              evaluate_instances)
+from .metrics.instance import LABEL_MAP
 from .validation import ProblemsError, load_results, validate_coco_gt, validate_results
 
 LABELS = {"AJI_plus": "AJI+"}
-SUMMARY_KEYS = ("AJI", "AJI_plus", "PQ", "DQ", "SQ", "F1", "precision", "recall", "Dice", "mPQ", "bPQ")
+SUMMARY_KEYS = ("AJI", "AJI_plus", "PQ", "DQ", "SQ", "F1", "precision", "recall", "Dice", "mPQ", "bPQ",
+                "mPQ_strict", "bPQ_strict")
 PER_IMAGE_COLUMNS = ("image_id", "file_name", "tissue", "n_gt", "n_pred", "TP", "FP", "FN", "AJI", "AJI_plus",
                      "PQ", "DQ", "SQ", "F1", "precision", "recall", "Dice")
 
 
 def evaluate_files(gt_path, pred_path, score_thr=None, max_dets: Sequence[int] = DEFAULT_MAX_DETS,
-                   with_ap: bool = True) -> dict:
+                   with_ap: bool = True, scoring: str = LABEL_MAP) -> dict:
     """Validate both files (ProblemsError naming the file and its first problem) and compute every
-    metric; returns a dict with 'summary', 'coco', 'per_tissue', 'per_image', 'settings'."""
+    metric; returns a dict with 'summary', 'coco', 'per_tissue', 'per_image', 'settings'.
+
+    Instance metrics on label maps by default (``scoring``, see
+    :func:`~nucleus_seg.metrics.dataset.evaluate_instances`); AP on all predictions at the largest
+    ``max_dets`` and at 100."""
     score_thr = DEFAULT_SCORE_THR if score_thr is None else score_thr
     gt = load_json(gt_path)
     validate_coco_gt(gt, gt_path)
@@ -33,12 +40,13 @@ def evaluate_files(gt_path, pred_path, score_thr=None, max_dets: Sequence[int] =
     has_bbox = bool(results) and all("bbox" in r for r in results)
     if not results:
         has_segm = True  # an empty result list scores 0 on every metric, it is not malformed
-    out = {"settings": {"gt": str(gt_path), "pred": str(pred_path), "score_thr": score_thr,
-                        "max_dets": sorted(max_dets)},
+    out = {"settings": {"gt": str(gt_path), "pred": str(pred_path), "score_thr": score_thr, "scoring": scoring,
+                        "max_dets": sorted(max_dets), "with_ap": with_ap},
            "summary": {}, "coco": {}, "per_tissue": {}, "per_image": []}
     if has_segm:
-        ev = evaluate_instances(gt, results, score_thr=score_thr)
+        ev = evaluate_instances(gt, results, score_thr=score_thr, scoring=scoring)
         out["summary"], out["per_tissue"], out["per_image"] = ev.summary, ev.per_tissue, ev.per_image
+        out["settings"].update(ev.settings)
     if with_ap:
         for iou_type, present in (("segm", has_segm), ("bbox", has_bbox)):
             if present:
@@ -81,13 +89,23 @@ def json_safe(obj):
 def per_image_columns(res: dict) -> list:
     columns = list(PER_IMAGE_COLUMNS)
     if res["per_image"] and "mPQ" in res["per_image"][0]:
-        columns += ["mPQ", "bPQ"]
+        columns += ["mPQ", "bPQ", "mPQ_strict", "bPQ_strict"]
     return columns
 
 
+def describe_report(res: dict) -> str:
+    """The lines above the tables: what was scored, how (scoring mode, score threshold, PanNuke
+    protocol) and at which maxDets each AP column is read."""
+    settings = res["settings"]
+    lines = [f"{settings['pred']} vs {settings['gt']}", describe_settings(settings)]
+    lines.append(describe_ap(settings["max_dets"]) if settings.get("with_ap", True) else "COCO AP: not computed")
+    return "\n".join(lines)
+
+
 def format_report(res: dict, per_image: bool = False) -> str:
-    """The summary table (instance metrics, per-class PQ, COCO AP, counts), the per-tissue table when
-    there is one, and with ``per_image`` one row per image."""
+    """The lines that say how the figures were computed, the summary table (instance metrics,
+    per-class PQ, COCO AP, counts), the per-tissue table when there is one, and with ``per_image`` one
+    row per image."""
     summary, coco = res["summary"], res["coco"]
     rows = [(LABELS.get(k, k), summary[k]) for k in SUMMARY_KEYS if k in summary]
     rows += [(k, v) for k, v in summary.items() if k.startswith("PQ_")]
@@ -95,7 +113,7 @@ def format_report(res: dict, per_image: bool = False) -> str:
     if summary:
         rows += [("images", summary["n_images"]),
                  ("GT / predicted nuclei", f"{summary['n_gt']} / {summary['n_pred']}")]
-    parts = [format_table(rows, ("metric", "value"))]
+    parts = [describe_report(res), format_table(rows, ("metric", "value"))]
     if res["per_tissue"]:
         keys = [k for k in next(iter(res["per_tissue"].values())) if k != "n_images"]
         parts.append(format_table([(t, v["n_images"], *[v[k] for k in keys])
@@ -119,4 +137,4 @@ def per_image_csv(res: dict) -> str:
 
 
 __all__ = ["evaluate_files", "format_value", "format_table", "json_safe",
-           "per_image_columns", "format_report", "per_image_csv"]
+           "per_image_columns", "describe_report", "format_report", "per_image_csv"]

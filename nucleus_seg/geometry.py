@@ -8,7 +8,8 @@ Used by the converters, the training dataset, validation, metrics and inference 
 - RLE: :func:`crop_to_rle` (crop -> compressed COCO RLE, equal to ``pycocotools.mask.encode`` of the
   full mask, at the cost of the crop), :func:`to_rle` (any COCO segmentation -> pycocotools RLE),
   :func:`decode_segmentation` (-> full-size mask), :func:`crop_from_segmentation` (-> MaskCrop without
-  a full-size array), :func:`rle_run_lengths` (the compressed ``counts`` string parser).
+  a full-size array), :func:`rle_run_lengths` (the compressed ``counts`` string parser; for many
+  strings at once :func:`rle_run_lengths_batch`).
 - One tracer with two outputs: :func:`coco_polygons` (rings a quarter pixel inside the pixel edges, so
   pycocotools rasterises them back to the same pixels) and :func:`geojson_geometry` (rings on the pixel
   edges, every component, holes kept, valid per OGC/shapely).
@@ -155,19 +156,30 @@ def rle_run_lengths(counts) -> np.ndarray:
     Raises ValueError on characters outside the alphabet, a truncated last value or negative runs,
     which pycocotools itself does not check when it parses the string.
     """
-    if isinstance(counts, str):
-        if not counts.isascii():
-            raise ValueError(f"invalid character {next(c for c in counts if not c.isascii())!r} "
-                             "in counts")
-        counts = counts.encode("ascii")
-    chars = np.frombuffer(bytes(counts), dtype=np.uint8).astype(np.int64) - 48
+    return rle_run_lengths_batch([counts])[0]
+
+
+def rle_run_lengths_batch(counts_list: Sequence) -> Tuple[np.ndarray, np.ndarray]:
+    """Run lengths of many compressed ``counts`` strings in one numpy pass (the metrics decode every
+    instance of an image together): ``(runs, owner)``, all runs concatenated and the index of the
+    string each comes from. Checks and errors as :func:`rle_run_lengths`."""
+    strings = []
+    for counts in counts_list:
+        if isinstance(counts, str):
+            if not counts.isascii():
+                raise ValueError(f"invalid character {next(c for c in counts if not c.isascii())!r} "
+                                 "in counts")
+            counts = counts.encode("ascii")
+        strings.append(bytes(counts))
+    chars = np.frombuffer(b"".join(strings), dtype=np.uint8).astype(np.int64) - 48
     if chars.size == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     bad = np.flatnonzero((chars < 0) | (chars > 63))
     if bad.size:
         raise ValueError(f"invalid character {chr(int(chars[bad[0]]) + 48)!r} in counts")
     more = (chars & 0x20) != 0
-    if more[-1]:
+    string_end = np.cumsum([len(b) for b in strings])
+    if more[string_end[np.diff(np.r_[0, string_end]) > 0] - 1].any():
         raise ValueError("truncated counts string")
     # Each value is 5-bit groups, least significant first, ending at a char without the 0x20 bit.
     ends = np.flatnonzero(~more)
@@ -179,13 +191,22 @@ def rle_run_lengths(counts) -> np.ndarray:
     values = np.add.reduceat((chars & 0x1F) << (5 * position), starts)
     negative = (chars[ends] & 0x10) != 0  # the sign bit of the last group
     values[negative] -= np.left_shift(1, 5 * lengths[negative])
-    # Runs after the second are stored as differences to the run two places earlier.
-    runs = values.copy()
-    runs[3::2] = np.cumsum(values[1::2])[1:]
-    runs[2::2] = np.cumsum(values[2::2])
+    owner = np.searchsorted(string_end, starts, side="right")
+    first = np.searchsorted(owner, owner)  # index of each string's first value
+    index = np.arange(len(values)) - first
+    # Runs after the second are stored as differences to the run two places earlier: per string, the
+    # odd runs and the even runs from the third on are two cumulative sums.
+    chain = owner * 3 + np.where(index == 0, 0, 2 - index % 2)
+    order = np.argsort(chain, kind="stable")
+    sums = np.cumsum(values[order])
+    chain_start = np.flatnonzero(np.r_[True, chain[order][1:] != chain[order][:-1]])
+    sums -= np.repeat((sums - values[order])[chain_start], np.diff(np.r_[chain_start, len(values)]))
+    runs = np.empty_like(values)
+    runs[order] = sums
     if (runs < 0).any():
-        raise ValueError(f"negative run length at run {int(np.flatnonzero(runs < 0)[0])}")
-    return runs
+        k = int(np.flatnonzero(runs < 0)[0])
+        raise ValueError(f"negative run length at run {int(index[k])}")
+    return runs, owner
 
 
 def crop_to_rle(crop: MaskCrop, height: int, width: int) -> dict:
@@ -375,6 +396,6 @@ def _to_frame(points: np.ndarray, scale: float, offset: Tuple[float, float]) -> 
 
 __all__ = [
     "Box", "mask_bbox", "MaskCrop", "paste_crop", "intersection_area", "crop_iou", "union_crops",
-    "crop_outline", "rle_run_lengths", "crop_to_rle", "to_rle", "decode_segmentation",
+    "crop_outline", "rle_run_lengths", "rle_run_lengths_batch", "crop_to_rle", "to_rle", "decode_segmentation",
     "crop_from_segmentation", "coco_polygons", "geojson_geometry",
 ]

@@ -73,7 +73,8 @@ def build_train_config(config, *, work_dir: Optional[str] = None, data_root: Opt
     if seed is not None:
         cfg.randomness = dict(seed=seed)
     _check_annotation_files(cfg, ("train_dataloader", "val_dataloader"),
-                            "convert your data with converters/mask2coco.py, or pass --data-root")
+                            "convert your data with converters/mask2coco.py (PanNuke: pannuke2coco.py, "
+                            "then pannuke_splits.py), or pass --data-root")
     return cfg
 
 
@@ -167,7 +168,8 @@ def result_paths(prefix: str, metrics) -> List[str]:
 def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: Optional[str] = None,
              out_metrics: Optional[str] = None, score_thr: float = 0.5, overwrite: bool = False,
              log=print, **config_overrides) -> Tuple[dict, List[str]]:
-    """Test ``checkpoint``: scores (empty for ``format_only``) and the paths written.
+    """Test ``checkpoint``: scores (empty for ``format_only``; ``scores['evaluation']`` lists how each
+    group was computed) and the paths written.
 
     ``out_prefix`` keeps ``<prefix>.segm.json`` / ``.bbox.json`` (COCO results), ``show_dir`` gets
     contour overlays (predictions scoring >= ``score_thr``), ``out_metrics`` the scores as JSON.
@@ -192,7 +194,13 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
         for path in final_paths + ([out_metrics] if out_metrics else []):
             check_writable(path, overwrite)  # refuse before spending time on inference
         from mmengine.runner import Runner
-        scores = Runner.from_cfg(cfg).test() or {}
+        runner = Runner.from_cfg(cfg)
+        scores = runner.test() or {}
+        if scores:
+            # how each group of keys was computed (scoring mode, score threshold, AP maxDets), kept
+            # with the scores so every printed or saved table says it
+            scores = {"evaluation": [m.describe() for m in runner.test_evaluator.metrics
+                                     if hasattr(m, "describe")], **scores}
         if show_dir:
             n = write_overlays(cfg, f"{tmp_prefix}.segm.json", show_dir, score_thr, overwrite)
             log(f"wrote {n} overlays to {show_dir}")
@@ -216,9 +224,11 @@ def run_test(config, checkpoint, *, out_prefix: Optional[str] = None, show_dir: 
 
 
 def format_scores(scores: dict) -> str:
-    width = max(len(k) for k in scores)
-    return "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
-                     for k, v in scores.items())
+    """One score a line, under the lines of ``scores['evaluation']`` that say how they were computed."""
+    values = {k: v for k, v in scores.items() if k != "evaluation"}
+    width = max(len(k) for k in values)
+    return "\n".join(list(scores.get("evaluation", [])) + [
+        f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in values.items()])
 
 
 __all__ = ["COCO_METRIC_TYPES", "default_work_dir", "build_train_config", "train", "build_test_config",

@@ -1,6 +1,7 @@
 """Every nucleus config builds, trains one step and predicts on CPU; dense-scene defaults hold."""
 from __future__ import annotations
 
+import functools
 import glob
 import os.path as osp
 
@@ -16,6 +17,12 @@ CONFIGS = sorted(p for p in glob.glob("configs/nucleus/**/*.py", recursive=True)
 # PanNuke splits 2 and 3 differ from split 1 only in which fold files they read: one model build each.
 MODEL_CONFIGS = [p for p in CONFIGS if not p.endswith(("split2.py", "split3.py"))]
 DENSE_MIN = 1000
+
+
+@functools.lru_cache(maxsize=None)
+def config(path):
+    """Each config parsed once per session (about a second each); the tests only read them."""
+    return load_config(path)
 
 
 def test_config_inventory():
@@ -34,16 +41,37 @@ def test_config_inventory():
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])
-def test_pannuke_splits_train_on_two_folds_and_test_on_the_third(split):
+def test_pannuke_splits_never_select_on_the_test_fold(split):
     cfg = load_config(f"configs/nucleus/pannuke/mask-rcnn_r50-caffe_fpn_ms-poly-3x_pannuke-split{split}.py")
-    train = sorted(d.ann_file for d in cfg.train_dataloader.dataset.datasets)
-    test = cfg.test_dataloader.dataset.ann_file
-    assert len(train) == 2 and test not in train
-    assert sorted(train + [test]) == ["instance_fold1.json", "instance_fold2.json", "instance_fold3.json"]
-    assert all(e.ann_file.endswith(test) for e in evaluators(cfg.test_evaluator))
+    test_fold = {1: 3, 2: 1, 3: 2}[split]
+    assert cfg.train_dataloader.dataset.ann_file == f"split{split}_train.json"
+    assert cfg.val_dataloader.dataset.ann_file == f"split{split}_val.json"   # held out from the training folds
+    assert cfg.test_dataloader.dataset.ann_file == f"instance_fold{test_fold}.json"
+    assert all(e.ann_file.endswith(f"split{split}_val.json") for e in evaluators(cfg.val_evaluator))
+    assert all(e.ann_file.endswith(f"instance_fold{test_fold}.json") for e in evaluators(cfg.test_evaluator))
+    assert cfg.default_hooks.checkpoint.save_best == "nucleus/mPQ"
     assert cfg.model.roi_head.bbox_head.num_classes == 5 and cfg.model.roi_head.mask_head.num_classes == 5
-    assert cfg.train_dataloader.dataset.datasets[0].metainfo.classes == (
+    assert cfg.train_dataloader.dataset.metainfo.classes == (
         "neoplastic", "inflammatory", "connective", "dead", "epithelial")
+
+
+# Key prefixes each evaluator type produces (mmengine prefixes metric keys with the evaluator's prefix).
+EVALUATOR_PREFIX = {"DenseCocoMetric": "coco/", "CocoMetric": "coco/", "NucleusMetric": "nucleus/"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=osp.basename)
+def test_checkpoint_selection_key_is_stated_and_computed(path):
+    """Every config says in a comment what selects its checkpoint, and save_best names a key its own
+    validation evaluators produce, with an explicit rule (mmengine cannot infer it for nucleus/*)."""
+    with open(path, encoding="utf-8") as f:
+        assert "Checkpoint selection" in f.read()
+    cfg = config(path)
+    hook = cfg.default_hooks.checkpoint
+    if hook.get("save_best") is None:
+        return
+    prefixes = {EVALUATOR_PREFIX[e.type] for e in evaluators(cfg.val_evaluator)}
+    assert any(hook.save_best.startswith(p) for p in prefixes), (hook.save_best, prefixes)
+    assert hook.rule == "greater"
 
 
 def _stages(node):
@@ -52,7 +80,7 @@ def _stages(node):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=osp.basename)
 def test_dense_scene_settings_admit_1000_instances(path):
-    cfg = load_config(path)
+    cfg = config(path)
     model = cfg.model
     assert model.test_cfg.rcnn.max_per_img >= DENSE_MIN
     assert model.test_cfg.rpn.max_per_img >= DENSE_MIN and model.test_cfg.rpn.nms_pre >= DENSE_MIN

@@ -23,7 +23,8 @@ def test_demo_runs_end_to_end_then_skips_everything_on_a_second_run(sample_root,
     assert {r["image_id"] for r in answer} <= ids
     assert len(list((out / "overlays_val").glob("*.png"))) == 4  # 16 tiles, 25 % validation
     assert len(list((out / "infer").glob("*/nuclei.geojson"))) == len(ids)
-    assert "segm AP (maxDets 1000)" in first.stdout and "answer.zip" in first.stdout
+    assert "segm AP (maxDets 1000)" in first.stdout and "segm AP (maxDets 100)" in first.stdout
+    assert "instance metrics: label maps" in first.stdout and "answer.zip" in first.stdout
 
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -9,7 +9,7 @@ from shapely.geometry import shape
 from nucleus_seg.converters.annotations import instance_annotation
 from nucleus_seg.geometry import (MaskCrop, coco_polygons, crop_from_segmentation, crop_iou, crop_outline,
                                   crop_to_rle, decode_segmentation, geojson_geometry, mask_bbox,
-                                  rle_run_lengths, to_rle, union_crops)
+                                  rle_run_lengths, rle_run_lengths_batch, to_rle, union_crops)
 
 
 def _reference_rle(mask):
@@ -91,6 +91,13 @@ def test_run_lengths_parse_pycocotools_strings_and_reject_broken_ones():
         rle_run_lengths("0h")  # 'h' has the continuation bit: a value is cut off
     with pytest.raises(ValueError, match="negative run"):
         rle_run_lengths("0O")  # 'O' is -1
+
+
+def test_run_lengths_of_many_strings_at_once_equal_one_at_a_time():
+    strings = [_reference_rle(m)["counts"] for m in _random_masks(30, 9, max_side=30)] + [b""]
+    runs, owner = rle_run_lengths_batch(strings)
+    for i, counts in enumerate(strings):
+        assert runs[owner == i].tolist() == rle_run_lengths(counts).tolist()
 
 
 def test_every_segmentation_form_decodes_to_the_same_mask_and_crop():

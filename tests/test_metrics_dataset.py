@@ -115,8 +115,8 @@ def test_pannuke_mpq_bpq_average_per_tissue_then_over_tissues():
         # tissue A, image 1: class 1 nucleus predicted exactly; class 2 absent from both (skipped)
         #   -> mPQ 1, bPQ 1
         (1, h, w, [(n1, 1)], "A"),
-        # tissue A, image 2: class 1 nucleus predicted with class 2: class 1 PQ 0 (FN), class 2 PQ 0 (FP)
-        #   -> mPQ 0, bPQ 1 (class-agnostic match)
+        # tissue A, image 2: class 1 nucleus predicted as class 2: class 1 PQ 0 (FN); class 2 has no GT,
+        #   so the reference skips it (strict: PQ 0, FP) -> mPQ 0, mPQ_strict 0; bPQ 1 (class-agnostic match)
         (2, h, w, [(n1, 1)], "A"),
         # tissue B, image 3: two class-2 nuclei, one predicted: DQ = 1/1.5, SQ 1 -> PQ 2/3; class 1 skipped
         #   -> mPQ 2/3, bPQ 2/3
@@ -126,15 +126,18 @@ def test_pannuke_mpq_bpq_average_per_tissue_then_over_tissues():
            {"image_id": 2, "category_id": 2, "segmentation": rle_json(n1), "score": 0.9},
            {"image_id": 3, "category_id": 2, "segmentation": rle_json(n2), "score": 0.9}]
     ev = evaluate_instances(gt, res)
+    assert ev.settings["pannuke"] and ev.settings["scoring"] == "label_map"
     # tissue A: mPQ (1 + 0)/2 = 0.5, bPQ (1 + 1)/2 = 1; tissue B: mPQ 2/3, bPQ 2/3
     assert ev.per_tissue["A"]["mPQ"] == pytest.approx(0.5) and ev.per_tissue["A"]["bPQ"] == pytest.approx(1.0)
     assert ev.per_tissue["B"]["mPQ"] == pytest.approx(2 / 3) and ev.per_tissue["B"]["bPQ"] == pytest.approx(2 / 3)
     # over tissues: mPQ (0.5 + 2/3)/2 = 7/12 (the plain image mean would be 5/9), bPQ (1 + 2/3)/2 = 5/6
     assert ev.summary["mPQ"] == pytest.approx(7 / 12)
     assert ev.summary["bPQ"] == pytest.approx(5 / 6)
-    # per class, same averaging: neoplastic A: (1 + 0)/2, B: skipped -> 0.5; inflammatory A: 0, B: 2/3 -> 1/3
+    # per class, the mean over all images (not per tissue): neoplastic: images 1, 2 -> (1 + 0)/2;
+    # inflammatory: only image 3 has its GT -> 2/3 (image 2's false positive is skipped; per tissue
+    # then over tissues it would have been (0 + 2/3)/2 with the FP counted)
     assert ev.summary["PQ_neoplastic"] == pytest.approx(0.5)
-    assert ev.summary["PQ_inflammatory"] == pytest.approx(1 / 3)
+    assert ev.summary["PQ_inflammatory"] == pytest.approx(2 / 3)
     assert math.isnan(ev.per_tissue["B"]["PQ_neoplastic"])
 
 

@@ -102,14 +102,19 @@ def test_iou_of_exactly_one_half_is_not_a_match():
 
 def test_duplicate_predictions_match_once():
     # COCO results may overlap: two identical copies both have IoU 1 with G1; only one may match.
-    s = score_image(rles(G1), rles(G1, G1))
+    s = score_image(rles(G1), rles(G1, G1), scoring="overlap_aware")
     # TP = 1, FP = 1: DQ = 1 / 1.5 = 2/3, SQ = 1. AJI: C = 16, U = 16 + 16 (the unused copy) -> 0.5.
     assert_scores(s, TP=1, FP=1, DQ=2 / 3, SQ=1.0, PQ=2 / 3, AJI=0.5, AJI_plus=0.5, Dice=1.0)
+    # On a label map the lower-scoring copy has no pixel left: it is gone, and the image is perfect.
+    s = score_image(rles(G1), rles(G1, G1), pred_scores=[0.6, 0.9])
+    assert_scores(s, n_pred=1, TP=1, FP=0, PQ=1.0, AJI=1.0, AJI_plus=1.0, Dice=1.0)
 
 
-def test_overlapping_ground_truth_instances():
-    a, b = box(0, 10, 0, 10), box(5, 15, 5, 15)  # overlap by 25 px; cannot be a label map
-    s = score_image(rles(a, b), rles(b, a))
+@pytest.mark.parametrize("scoring", ["label_map", "overlap_aware"])
+def test_overlapping_ground_truth_instances(scoring):
+    a, b = box(0, 10, 0, 10), box(5, 15, 5, 15)  # overlap by 25 px
+    # label maps: the later GT annotation (b) and the higher score (b, 0.9) win the shared pixels
+    s = score_image(rles(a, b), rles(b, a), pred_scores=[0.9, 0.8], scoring=scoring)
     assert_scores(s, PQ=1.0, AJI=1.0, AJI_plus=1.0, Dice=1.0)
 
 
@@ -171,10 +176,12 @@ def test_more_than_255_instances():
     assert_scores(s, TP=300, PQ=1.0, AJI=1.0, Dice=1.0)
 
 
-def test_per_class_pq_skips_classes_absent_from_both():
-    # class 1: G1 predicted exactly (PQ 1); class 2: G2 predicted as class 3 -> class 2 PQ 0 (FN),
-    # class 3 PQ 0 (FP); class 4 absent from both -> skipped. mPQ = (1 + 0 + 0) / 3.
+def test_per_class_pq_reference_and_strict():
+    # class 1: G1 predicted exactly (PQ 1); class 2: G2 predicted as class 3 -> class 2 PQ 0 (FN);
+    # class 3 has no GT: the PanNuke reference skips it (its FP is not counted), strict scores it 0 (FP);
+    # class 4 absent from both -> skipped by both. mPQ = (1 + 0) / 2; mPQ_strict = (1 + 0 + 0) / 3.
     s = score_image(rles(G1, G2), rles(G1, G2), gt_labels=[1, 2], pred_labels=[1, 3], class_ids=[1, 2, 3, 4])
-    assert s["class_pq"] == {1: 1.0, 2: 0.0, 3: 0.0}
-    assert s["mPQ"] == pytest.approx(1 / 3)
-    assert s["PQ"] == 1.0  # class-agnostic (bPQ) ignores the label error
+    assert s["class_pq"] == {1: 1.0, 2: 0.0}
+    assert s["class_pq_strict"] == {1: 1.0, 2: 0.0, 3: 0.0}
+    assert s["mPQ"] == pytest.approx(1 / 2) and s["mPQ_strict"] == pytest.approx(1 / 3)
+    assert s["PQ"] == s["bPQ"] == s["bPQ_strict"] == 1.0  # class-agnostic: the label error does not count

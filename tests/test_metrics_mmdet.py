@@ -72,6 +72,18 @@ def test_nucleus_metric_keys_and_values(tmp_path):
     assert not any(k.startswith("nucleus/mPQ") for k in out)  # one class
 
 
+def test_nucleus_metric_scores_label_maps_unless_told_otherwise(tmp_path):
+    g = box(12, 12, 2, 8, 2, 8)
+    ann = write_gt(tmp_path / "gt.json", [(1, 12, 12, [g])])
+    results = {}
+    for scoring in ("label_map", "overlap_aware"):
+        metric = NucleusMetric(ann_file=ann, scoring=scoring)
+        metric.process({}, [sample(1, [g, g], 12, 12)])  # a duplicate detection
+        results[scoring] = metric.evaluate(size=1)["nucleus/PQ"]
+    # label map: the duplicate has no pixel left -> PQ 1; overlap-aware: it is a FP -> DQ 2/3, PQ 2/3
+    assert results == {"label_map": 1.0, "overlap_aware": pytest.approx(2 / 3)}
+
+
 def test_nucleus_metric_accepts_already_encoded_masks(tmp_path):
     g = box(12, 12, 2, 8, 2, 8)
     ann = write_gt(tmp_path / "gt.json", [(1, 12, 12, [g])])
@@ -97,6 +109,9 @@ def test_dense_coco_metric_scores_a_perfect_dense_image_one(tmp_path):
     assert dense["coco/bbox_mAP"] == 1.0
     stock = run(dict(type="CocoMetric", ann_file=ann, metric=["segm"]))
     assert stock["coco/segm_mAP"] < 0.9  # the maxDets=100 cap this metric exists to remove
+    # ... and reports beside its headline: the stock figure at 100 detections, labelled
+    # (CocoMetric's mAP_50 / mAP_75 come from summarize() at maxDets[2], here 1000, so only mAP is comparable)
+    assert dense["coco/segm_mAP@100"] == stock["coco/segm_mAP"]
 
 
 def test_custom_imports_in_a_config_registers_the_metrics(tmp_path):

@@ -1,4 +1,5 @@
-"""The 5-class PanNuke configs run on converter output: 3 folds -> train on two -> mPQ on the third."""
+"""The 5-class PanNuke configs run on converter output: 3 folds -> split files -> train on two folds,
+selecting the checkpoint on images held out from them -> mPQ on the third fold, once."""
 from __future__ import annotations
 
 import subprocess
@@ -41,21 +42,24 @@ def run(*args):
     return res
 
 
-def test_pannuke_split_config_trains_and_reports_mpq(tmp_path):
+def test_pannuke_split_config_selects_on_held_out_images_and_tests_on_the_third_fold(tmp_path):
     coco = tmp_path / "coco"
     for k in (1, 2, 3):
         _write_fold(tmp_path / "raw" / f"Fold {k}", seed=k)
         run("converters/pannuke2coco.py", tmp_path / "raw" / f"Fold {k}", "--out-dir", coco, "--quiet")
-    assert sorted(p.name for p in coco.glob("*.json")) == [
-        "instance_fold1.json", "instance_fold2.json", "instance_fold3.json"]
+    run("converters/pannuke_splits.py", coco)
+    assert sorted(p.name for p in coco.glob("*.json")) == sorted(
+        [f"instance_fold{k}.json" for k in (1, 2, 3)] + [f"split{k}_{p}.json" for k in (1, 2, 3) for p in ("train", "val")])
     work = tmp_path / "work"
-    run("tools/train.py", SPLIT1, "--data-root", coco, "--work-dir", work, "--no-pretrained",
-        "--no-validate", "--cfg-options", "train_cfg.max_epochs=1", "train_dataloader.num_workers=0",
-        "train_dataloader.persistent_workers=False", "default_hooks.checkpoint.interval=1")
-    ckpt = work / "epoch_1.pth"
-    assert ckpt.is_file()
-    res = run("tools/test.py", SPLIT1, ckpt, "--data-root", coco, "--work-dir", tmp_path / "test",
-              "--cfg-options", "test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False",
-              "model.test_cfg.rcnn.score_thr=0.0")
-    for key in ("nucleus/mPQ", "nucleus/bPQ", "coco/segm_mAP"):
+    loaders = [f"{dl}.{k}" for dl in ("train_dataloader", "val_dataloader")
+               for k in ("num_workers=0", "persistent_workers=False")]
+    res = run("tools/train.py", SPLIT1, "--data-root", coco, "--work-dir", work, "--no-pretrained",
+              "--cfg-options", "train_cfg.max_epochs=1", "train_cfg.val_interval=1",
+              "default_hooks.checkpoint.interval=1", *loaders)
+    # validated on split1_val.json (2 held-out patches of folds 1+2), best checkpoint kept by its mPQ
+    assert list(work.glob("best_nucleus_mPQ_epoch_1.pth")), sorted(p.name for p in work.iterdir())
+    res = run("tools/test.py", SPLIT1, work / "best_nucleus_mPQ_epoch_1.pth", "--data-root", coco,
+              "--work-dir", tmp_path / "test", "--cfg-options", "test_dataloader.num_workers=0",
+              "test_dataloader.persistent_workers=False", "model.test_cfg.rcnn.score_thr=0.0")
+    for key in ("nucleus/mPQ", "nucleus/bPQ", "nucleus/mPQ_strict", "coco/segm_mAP", "coco/segm_mAP@100"):
         assert key in res.stdout, res.stdout[-3000:]

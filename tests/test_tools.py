@@ -57,11 +57,16 @@ def test_test_tool_evaluates_with_mmdet2_style_eval_flag(dsb_project):
               "--work-dir", p["tmp"] / "eval", "--out-metrics", metrics, "--show-dir", p["tmp"] / "show",
               "--score-thr", "0", "--cfg-options", "model.test_cfg.rcnn.score_thr=0.0")
     out = res.stdout
-    keys = ("coco/segm_mAP", "coco/bbox_mAP", "nucleus/PQ", "nucleus/AJI", "nucleus/Dice")
+    keys = ("coco/segm_mAP", "coco/segm_mAP@100", "coco/bbox_mAP", "coco/bbox_mAP@100", "nucleus/PQ",
+            "nucleus/AJI", "nucleus/Dice")
     for key in keys:
         assert key in out, out[-2000:]
+    # the printed table says how each group of scores was computed
+    assert "nucleus/*: instance metrics: label maps" in out and "score >= 0.5" in out
+    assert "coco/*: COCO AP: all predictions ranked by score; mAP* at maxDets 1000" in out
     scores = json.loads(metrics.read_text())
     assert all(0.0 <= scores[k] <= 1.0 for k in keys if scores[k] is not None)
+    assert any(line.startswith("nucleus/*: instance metrics: label maps") for line in scores["evaluation"])
     val = json.loads((p["data"] / "annotations" / "instance_val.json").read_text())["images"]
     overlays = sorted(x.name for x in (p["tmp"] / "show").glob("*.png"))
     assert overlays == sorted(Path(i["file_name"]).stem + ".png" for i in val)

@@ -28,10 +28,11 @@ from nucleus_seg.errors import InputError, run_cli  # noqa: E402
 
 SAMPLE = Path("data/sample/dsb2018_he")
 CONFIG = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
-SHOWN = [("coco/segm_mAP", "segm AP (maxDets 1000)"), ("coco/segm_mAP_50", "segm AP50"),
-         ("coco/segm_mAP_75", "segm AP75"), ("coco/bbox_mAP", "bbox AP (maxDets 1000)"),
-         ("nucleus/AJI", "AJI"), ("nucleus/PQ", "PQ"), ("nucleus/DQ", "DQ"), ("nucleus/SQ", "SQ"),
-         ("nucleus/F1", "F1 (IoU > 0.5)"), ("nucleus/Dice", "Dice (foreground)")]
+SHOWN = [("coco/segm_mAP", "segm AP (maxDets 1000)"), ("coco/segm_mAP_50", "segm AP50 (maxDets 1000)"),
+         ("coco/segm_mAP_75", "segm AP75 (maxDets 1000)"), ("coco/segm_mAP@100", "segm AP (maxDets 100)"),
+         ("coco/bbox_mAP", "bbox AP (maxDets 1000)"), ("coco/bbox_mAP@100", "bbox AP (maxDets 100)"),
+         ("nucleus/AJI", "AJI"), ("nucleus/AJI_plus", "AJI+"), ("nucleus/PQ", "PQ"), ("nucleus/DQ", "DQ"),
+         ("nucleus/SQ", "SQ"), ("nucleus/F1", "F1 (IoU > 0.5)"), ("nucleus/Dice", "Dice (foreground)")]
 
 
 def parse_args(argv=None):
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
         print(f"\n== 3. train: done already ({ckpt})")
 
     metrics_file = out / "val_metrics.json"
-    step("4. evaluate on val: COCO AP at 1,000 detections + AJI / PQ / Dice, overlay PNGs",
+    step("4. evaluate on val: COCO AP at 1,000 and 100 detections + AJI / PQ / Dice on label maps, overlays",
          ["tools/test.py", CONFIG, ckpt, "--data-root", data, "--eval", "segm", "bbox",
           "--out-prefix", out / "val", "--out-metrics", metrics_file,
           "--show-dir", out / "overlays_val", "--work-dir", out / "test_logs"],
@@ -135,6 +136,8 @@ def main(argv=None) -> int:
     n_val = len(json.loads((ann / "instance_val.json").read_text())["images"])
     results = json.loads(Path(f"{out / 'test'}.segm.json").read_text())
     print(f"\n== Scores on the {n_val} validation tiles (model trained {args.time_budget:.0f}s on CPU)")
+    for line in scores.get("evaluation", []):
+        print(f"   {line}")
     for key, label in SHOWN:
         value = scores.get(key)
         print(f"   {label:<24} {'n/a' if value is None else f'{value:.3f}'}")

@@ -3,9 +3,10 @@
     python tools/evaluate.py --gt instance_val.json --pred results.segm.json [--per-image]
                              [--out-csv per_image.csv] [--out-json scores.json] [--overwrite]
 
-Prints AJI, AJI+, PQ, DQ, SQ, F1, precision, recall, Dice (predictions with score >= --score-thr), mPQ/bPQ
-and per-class PQ when the GT has more than one category, and COCO segm/bbox AP at the largest --max-dets
-(all predictions). Malformed input ends with one line ``error: <file>: <problem>`` and exit status 2.
+Prints AJI, AJI+, PQ, DQ, SQ, F1, precision, recall, Dice (predictions with score >= --score-thr, rasterised
+into label maps by score unless --scoring overlap-aware), mPQ/bPQ (PanNuke reference protocol) and per-class
+PQ when the GT has more than one category, and COCO segm/bbox AP (all predictions) at the largest --max-dets
+and at 100. Malformed input ends with one line ``error: <file>: <problem>`` and exit status 2.
 Definitions: docs/metrics.md. The work is done by :mod:`nucleus_seg.evaluation`.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nucleus_seg.evaluation import (evaluate_files, format_report, json_safe,  #
                                     per_image_csv)
 from nucleus_seg.fileio import atomic_write_json, atomic_write_text, check_writable  # noqa: E402
 from nucleus_seg.metrics.dataset import DEFAULT_MAX_DETS  # noqa: E402
+from nucleus_seg.metrics.instance import SCORING_MODES  # noqa: E402
 
 
 def parse_args(argv):
@@ -30,8 +32,11 @@ def parse_args(argv):
     ap.add_argument("--pred", required=True, help="COCO results JSON (segm or bbox)")
     ap.add_argument("--score-thr", type=float, default=None,
                     help="drop predictions below this score for the instance metrics (default 0.5; AP uses all)")
+    ap.add_argument("--scoring", choices=[m.replace("_", "-") for m in SCORING_MODES], default="label-map",
+                    help="label-map (default): predictions rasterised by score, a pixel belongs to one nucleus, "
+                         "as HoVer-Net / PanNuke score; overlap-aware: instances scored as given")
     ap.add_argument("--max-dets", type=int, nargs="+", default=list(DEFAULT_MAX_DETS),
-                    help="COCO maxDets; AP is reported at the largest (default 100 300 1000)")
+                    help="COCO maxDets; AP is reported at the largest and at 100 (default 100 300 1000)")
     ap.add_argument("--no-ap", action="store_true", help="skip COCO AP (faster)")
     ap.add_argument("--per-image", action="store_true", help="also print one row per image")
     ap.add_argument("--out-csv", help="write per-image metrics as CSV")
@@ -45,9 +50,8 @@ def main(argv=None) -> int:
     for path in (args.out_csv, args.out_json):
         if path:
             check_writable(path, args.overwrite)  # fail before the work, not after
-    res = evaluate_files(args.gt, args.pred, args.score_thr, args.max_dets, with_ap=not args.no_ap)
-    ap_note = "no AP" if args.no_ap else f"AP: all predictions, maxDets={max(args.max_dets)}"
-    print(f"{args.pred} vs {args.gt} (instance metrics: score >= {res['settings']['score_thr']}; {ap_note})")
+    res = evaluate_files(args.gt, args.pred, args.score_thr, args.max_dets, with_ap=not args.no_ap,
+                         scoring=args.scoring.replace("-", "_"))
     print(format_report(res, per_image=args.per_image))
     if args.out_csv:
         atomic_write_text(args.out_csv, per_image_csv(res), overwrite=args.overwrite)

@@ -7,8 +7,10 @@
         -> work_dirs/results/test.segm.json, work_dirs/results/test.bbox.json
 
 ``--eval`` takes mmdet 2.x style metric names (``segm``, ``bbox``); without it the config's evaluators
-run (COCO AP at 1,000 detections + AJI / PQ / Dice). The headline ``segm_mAP`` is the AP at
-maxDets=1000 (see docs/metrics.md). The work is done by :func:`nucleus_seg.runner.run_test`.
+run (COCO AP at 1,000 and 100 detections + AJI / PQ / Dice on label maps). The headline ``segm_mAP`` is
+the AP at maxDets=1000, ``segm_mAP@100`` the stock one; the scores are printed under lines saying how
+each group was computed (see docs/metrics.md). The work is done by
+:func:`nucleus_seg.runner.run_test`.
 """
 from __future__ import annotations
 

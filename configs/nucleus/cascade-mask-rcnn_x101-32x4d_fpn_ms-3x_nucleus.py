@@ -33,5 +33,7 @@ train_cfg = _base_.nucleus_train_cfg
 param_scheduler = _base_.nucleus_param_scheduler
 optim_wrapper = _base_.nucleus_optim_wrapper
 auto_scale_lr = _base_.nucleus_auto_scale_lr
+# Checkpoint selection: the best validation 'coco/segm_mAP' (segm AP at maxDets=1000; save_best in
+# _base_/schedule_finetune.py).
 default_hooks = _base_.nucleus_default_hooks
 load_from = _base_.nucleus_checkpoint_dir + 'cascade_mask_rcnn_x101_32x4d_fpn_mstrain_3x_coco_20210706_225234-40773067.pth'

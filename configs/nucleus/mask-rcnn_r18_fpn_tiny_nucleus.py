@@ -35,6 +35,8 @@ param_scheduler = [
 # AdamW converges faster than SGD from random initialisation on a dozen tiles.
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05))
 auto_scale_lr = dict(enable=False)  # tuned for its own batch of 2
+# Checkpoint selection: none (save_best=None); the demo trains without validation and tests the last
+# checkpoint on its validation tiles.
 default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=500, max_keep_ckpts=2, save_best=None),
     logger=dict(interval=20))

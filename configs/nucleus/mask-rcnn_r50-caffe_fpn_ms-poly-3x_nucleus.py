@@ -24,6 +24,8 @@ train_cfg = _base_.nucleus_train_cfg
 param_scheduler = _base_.nucleus_param_scheduler
 optim_wrapper = _base_.nucleus_optim_wrapper
 auto_scale_lr = _base_.nucleus_auto_scale_lr
+# Checkpoint selection: the best validation 'coco/segm_mAP' (segm AP at maxDets=1000; save_best in
+# _base_/schedule_finetune.py).
 default_hooks = _base_.nucleus_default_hooks
 load_from = _base_.nucleus_checkpoint_dir + (
     'mask_rcnn_r50_caffe_fpn_mstrain-poly_3x_coco_bbox_mAP-0.408__segm_mAP-0.37_20200504_163245-42aa3d00.pth')

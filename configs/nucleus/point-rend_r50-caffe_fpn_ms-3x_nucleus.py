@@ -27,5 +27,7 @@ train_cfg = _base_.nucleus_train_cfg
 param_scheduler = _base_.nucleus_param_scheduler
 optim_wrapper = _base_.nucleus_optim_wrapper
 auto_scale_lr = _base_.nucleus_auto_scale_lr
+# Checkpoint selection: the best validation 'coco/segm_mAP' (segm AP at maxDets=1000; save_best in
+# _base_/schedule_finetune.py).
 default_hooks = _base_.nucleus_default_hooks
 load_from = _base_.nucleus_checkpoint_dir + 'point_rend_r50_caffe_fpn_mstrain_3x_coco-e0ebb6b7.pth'

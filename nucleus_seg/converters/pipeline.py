@@ -15,7 +15,7 @@ from ..validation import Problem, limit_lines, raise_problems
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
 from .images import convert_image_folder
 from .pannuke import convert_pannuke, find_fold_arrays, fold_name
-from .split import check_val_ratio, split_names, subset_coco
+from .split import check_val_ratio, merge_coco, split_names, split_names_stratified, subset_coco
 from .validate import DEFAULT_MIN_POLYGON_IOU, dsb_sources, image_files, pannuke_sources, validate_coco
 
 MAX_LISTED = 20  # notes/problems printed one per line before the rest are only counted
@@ -95,6 +95,53 @@ def pannuke2coco(fold_dir, out_dir, name: Optional[str] = None, single_class: bo
                                         min_polygon_iou), out)
     atomic_write_json(out, coco, overwrite)
     return out, report
+
+
+# The PanNuke 3-fold protocol: split k trains on two folds and tests on the third.
+PANNUKE_SPLITS = {1: ((1, 2), 3), 2: ((2, 3), 1), 3: ((3, 1), 2)}
+DEFAULT_PANNUKE_VAL_RATIO = 0.1
+
+
+def pannuke_splits(coco_dir, val_ratio: float = DEFAULT_PANNUKE_VAL_RATIO, seed: int = 0,
+                   overwrite: bool = False) -> List[Path]:
+    """``split<k>_train.json`` + ``split<k>_val.json`` in ``coco_dir`` for each split of the 3-fold protocol,
+    from the converted ``instance_fold<i>.json``: the two training folds merged, then ``val_ratio`` of their
+    images (by image, in proportion within each tissue, fixed ``seed``) held out for validation and
+    checkpoint selection, so the test fold is never looked at before the final evaluation."""
+    coco_dir = Path(coco_dir)
+    check_val_ratio(val_ratio)
+    outputs = []
+    for k in PANNUKE_SPLITS:
+        outputs += [coco_dir / f"split{k}_train.json", coco_dir / f"split{k}_val.json"]
+    _check_outputs(outputs, overwrite)
+    folds = {}
+    for i in (1, 2, 3):
+        path = coco_dir / f"instance_fold{i}.json"
+        if not path.is_file():
+            raise InputError(path, "not found: convert the three folds with converters/pannuke2coco.py first")
+        folds[i] = load_json(path)
+        if not all("tissue" in im for im in folds[i].get("images", [])):
+            raise InputError(path, "images without 'tissue': not a PanNuke fold written by pannuke2coco.py")
+    parts = []
+    for k, (train_folds, _) in PANNUKE_SPLITS.items():
+        try:
+            merged = merge_coco([folds[i] for i in train_folds])
+        except ValueError as exc:
+            raise InputError(coco_dir, f"split {k}: {exc}") from None
+        by_name = {im["file_name"]: im for im in merged["images"]}
+        if len(by_name) != len(merged["images"]):
+            raise InputError(coco_dir, f"split {k}: folds {train_folds} share image file names")
+        train, val = split_names_stratified({n: im["tissue"] for n, im in by_name.items()}, val_ratio, seed)
+        if not val:
+            raise InputError(coco_dir, f"split {k}: no tissue has two images to hold one out for validation")
+        for role, names in (("training", train), ("validation", val)):
+            part = subset_coco(merged, [by_name[n]["id"] for n in names])
+            part["info"] = {"description": f"PanNuke split {k}, {role} part of folds {train_folds[0]}"
+                            f"+{train_folds[1]}", "val_ratio": val_ratio, "seed": seed, "stratified_by": "tissue"}
+            parts.append(part)
+    for path, part in zip(outputs, parts):
+        atomic_write_json(path, part, overwrite)
+    return outputs
 
 
 def validate_file(json_path, image_root=None, pannuke_fold=None,

@@ -1,4 +1,4 @@
-"""Deterministic train/val split of a COCO dict by image name.
+"""Deterministic train/val split of a COCO dict by image name, optionally stratified (PanNuke: by tissue).
 
 Each image is ranked by SHA-256 of ``"<seed>:<name>"`` and the first ``round(ratio * N)`` names go to
 val. No dependence on Python's hash randomisation, numpy's global state or the RNG algorithm of a
@@ -8,7 +8,8 @@ names come in.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, List, Tuple
+from collections import defaultdict
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 from ..errors import InputError
 
@@ -32,6 +33,43 @@ def split_names(names: Iterable[str], val_ratio: float, seed: int = 0) -> Tuple[
     ranked = sorted(names, key=lambda n: _rank(n, seed))
     val = set(ranked[:n_val])
     return [n for n in names if n not in val], sorted(val)
+
+
+def split_names_stratified(groups: Dict[str, str], val_ratio: float, seed: int = 0) -> Tuple[List[str], List[str]]:
+    """(train, val) names, each sorted, splitting every group (name -> group, e.g. image -> tissue) on its
+    own with :func:`split_names`, so val holds each group in proportion; a group of one image trains."""
+    check_val_ratio(val_ratio)
+    members = defaultdict(list)
+    for name, group in groups.items():
+        members[group].append(name)
+    train, val = [], []
+    for group in sorted(members):
+        if len(members[group]) < 2:
+            train += members[group]
+            continue
+        t, v = split_names(members[group], val_ratio, seed)
+        train += t
+        val += v
+    return sorted(train), sorted(val)
+
+
+def merge_coco(parts: Sequence[dict]) -> dict:
+    """One COCO dict from several with the same categories (e.g. PanNuke folds, whose ids all start at 1):
+    images and annotations renumbered 1..N in order, so ids never collide; file names are kept."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    categories = parts[0]["categories"]
+    images, annotations = [], []
+    for part in parts:
+        if part["categories"] != categories:
+            raise ValueError("cannot merge COCO files with different categories")
+        new_id = {}
+        for im in part["images"]:
+            new_id[im["id"]] = len(images) + 1
+            images.append(dict(im, id=new_id[im["id"]]))
+        for ann in part["annotations"]:
+            annotations.append(dict(ann, id=len(annotations) + 1, image_id=new_id[ann["image_id"]]))
+    return {"images": images, "annotations": annotations, "categories": categories}
 
 
 def subset_coco(coco: dict, image_ids: Iterable[int]) -> dict:

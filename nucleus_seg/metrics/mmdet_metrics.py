@@ -28,9 +28,14 @@ from mmdet.datasets.api_wrappers import COCOeval, COCOevalMP
 from mmdet.evaluation.metrics import CocoMetric
 from mmdet.registry import METRICS
 
-from .dataset import DEFAULT_SCORE_THR, dense_coco_stats, evaluate_instances
+from .dataset import (DEFAULT_SCORE_THR, STOCK_MAX_DETS, TISSUE_MEAN_KEYS, dense_coco_stats, describe_ap,
+                      describe_settings, evaluate_instances, with_stock_max_dets)
+from .instance import LABEL_MAP
 
 _HEADLINE = ("AJI", "AJI_plus", "PQ", "DQ", "SQ", "F1", "precision", "recall", "Dice")
+# AP items reported by default: the dense headline (largest proposal_nums) and the stock maxDets=100 ones.
+_DEFAULT_AP_ITEMS = ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l",
+                     f"mAP@{STOCK_MAX_DETS}", f"mAP_50@{STOCK_MAX_DETS}", f"mAP_75@{STOCK_MAX_DETS}")
 
 
 def encode_masks(masks) -> List[dict]:
@@ -63,16 +68,20 @@ class NucleusMetric(BaseMetric):
     Args:
         ann_file: COCO instance GT (as for CocoMetric); required.
         score_thr: predictions scoring below it are dropped before matching (default 0.5).
-        iou_thr: PQ match threshold (0.5: matches are unique).
-        backend_args, collect_device, prefix: as BaseMetric / CocoMetric. Keys are ``nucleus/<name>``.
+        iou_thr: PQ match threshold (0.5; below it matches are a maximum-IoU one-to-one assignment).
+        scoring: 'label_map' (default: predictions rasterised by score, a pixel belongs to one nucleus,
+            as HoVer-Net / PanNuke score) or 'overlap_aware' (instances scored as given).
+        backend_args, collect_device, prefix: as BaseMetric / CocoMetric. Keys are ``nucleus/<name>``;
+        with more than one class also ``mPQ``, ``bPQ`` (PanNuke reference protocol), ``mPQ_strict``,
+        ``bPQ_strict`` (every false positive counted) and ``PQ_<class>``.
 
     Scored over the images that were processed (an image with no prediction counts as all misses).
     """
     default_prefix: Optional[str] = "nucleus"
 
     def __init__(self, ann_file: Optional[str] = None, score_thr: float = DEFAULT_SCORE_THR,
-                 iou_thr: float = 0.5, backend_args: Optional[dict] = None, collect_device: str = "cpu",
-                 prefix: Optional[str] = None) -> None:
+                 iou_thr: float = 0.5, scoring: str = LABEL_MAP, backend_args: Optional[dict] = None,
+                 collect_device: str = "cpu", prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if ann_file is None:
             raise ValueError("NucleusMetric needs ann_file (a COCO instance JSON with the ground truth)")
@@ -81,6 +90,9 @@ class NucleusMetric(BaseMetric):
                 self._gt = json.load(f)
         self.score_thr = float(score_thr)
         self.iou_thr = float(iou_thr)
+        self.scoring = scoring
+        # what the last evaluation did (mode, threshold, protocol), for the head of a printed table
+        self.settings = {"scoring": scoring, "score_thr": self.score_thr, "iou_thr": self.iou_thr}
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -110,28 +122,37 @@ class NucleusMetric(BaseMetric):
                 dets.append({"image_id": r["img_id"], "category_id": label_cat[int(label)],
                              "segmentation": rle, "score": float(score)})
         ev = evaluate_instances(self._gt, dets, score_thr=self.score_thr, iou_thr=self.iou_thr,
-                                image_ids=image_ids)
+                                image_ids=image_ids, scoring=self.scoring)
+        self.settings = ev.settings
         out = OrderedDict((k, float(ev.summary[k])) for k in _HEADLINE)
-        for k in ("mPQ", "bPQ"):
+        for k in TISSUE_MEAN_KEYS:
             if k in ev.summary:
                 out[k] = float(ev.summary[k])
         for k, v in ev.summary.items():
             if k.startswith("PQ_"):
                 out[k] = float(v)
-        logger.info("nucleus metrics over %d images (score >= %g): %s", len(image_ids), self.score_thr,
+        logger.info("nucleus metrics over %d images (%s): %s", len(image_ids), self.describe(),
                     " ".join(f"{k}={v:.4f}" for k, v in out.items()))
         return out
+
+    def describe(self) -> str:
+        """How the ``nucleus/*`` keys were computed (scoring mode, score threshold, PanNuke protocol)."""
+        return "nucleus/*: " + describe_settings(self.settings)
 
 
 @METRICS.register_module()
 class DenseCocoMetric(CocoMetric):
-    """CocoMetric whose headline ``bbox_*`` / ``segm_*`` AP are read at the largest ``proposal_nums``.
+    """CocoMetric whose headline ``bbox_*`` / ``segm_*`` AP are read at the largest ``proposal_nums``,
+    with the stock figures at 100 detections beside them.
 
     pycocotools' ``summarize()`` (and so CocoMetric's ``segm_mAP``) takes the overall AP at maxDets=100,
     which caps a perfect prediction on an image with > 100 nuclei below 1. Here every AP and AR comes
-    from ``coco_eval.eval['precision' / 'recall']`` at maxDets = max(proposal_nums) (1000 by default).
-    Only 'bbox' and 'segm' are supported; ``metric_items`` may name mAP, mAP_50, mAP_75, mAP_s, mAP_m,
-    mAP_l, AR@<k> for k in proposal_nums, AR_s@<max>, AR_m@<max>, AR_l@<max>.
+    from ``coco_eval.eval['precision' / 'recall']``: ``segm_mAP`` etc. at maxDets = max(proposal_nums)
+    (1000 by default), and ``segm_mAP@100``, ``segm_mAP_50@100``, ``segm_mAP_75@100`` at 100, what a
+    stock pycocotools / CodaLab scorer reports (100 is always evaluated). All predictions are ranked by
+    score, overlaps and all. Only 'bbox' and 'segm' are supported; ``metric_items`` may name mAP,
+    mAP_50, mAP_75, mAP_s, mAP_m, mAP_l, mAP@100, mAP_50@100, mAP_75@100, AR@<k> for k in
+    proposal_nums (and 100), AR_s@<max>, AR_m@<max>, AR_l@<max>.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -140,9 +161,10 @@ class DenseCocoMetric(CocoMetric):
         if unsupported:
             raise KeyError(f"DenseCocoMetric supports 'bbox' and 'segm' only, got {unsupported}; "
                            "use CocoMetric for proposals")
-        self._max_dets = max(self.proposal_nums)
-        names = ["mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l"]
-        names += [f"AR@{k}" for k in self.proposal_nums]
+        self._eval_max_dets = with_stock_max_dets(self.proposal_nums)
+        self._max_dets = self._eval_max_dets[-1]
+        names = list(_DEFAULT_AP_ITEMS)
+        names += [f"AR@{k}" for k in self._eval_max_dets]
         names += [f"AR_{s}@{self._max_dets}" for s in ("s", "m", "l")]
         for item in self.metric_items or []:
             if item not in names:
@@ -172,7 +194,8 @@ class DenseCocoMetric(CocoMetric):
             return eval_results
 
         for metric in self.metrics:
-            logger.info(f"Evaluating {metric} (headline at maxDets={self._max_dets})...")
+            logger.info(f"Evaluating {metric} (headline at maxDets={self._max_dets}, also at "
+                        f"{STOCK_MAX_DETS}; all predictions ranked by score)...")
             if metric not in result_files:
                 raise KeyError(f"{metric} is not in results")
             predictions = load(result_files[metric])
@@ -187,21 +210,27 @@ class DenseCocoMetric(CocoMetric):
             coco_eval = evaluator(self._coco_api, coco_dt, metric)
             coco_eval.params.catIds = self.cat_ids
             coco_eval.params.imgIds = self.img_ids
-            coco_eval.params.maxDets = sorted(self.proposal_nums)
+            coco_eval.params.maxDets = self._eval_max_dets
             coco_eval.params.iouThrs = self.iou_thrs
             coco_eval.evaluate()
             coco_eval.accumulate()
             stats = dense_coco_stats(coco_eval)
             if self.classwise:
                 eval_results.update(self._classwise(coco_eval, logger))
-            items = self.metric_items or ["mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l"]
+            items = self.metric_items or _DEFAULT_AP_ITEMS
             for item in items:
                 eval_results[f"{metric}_{item}"] = float(f"{round(stats[item], 3)}")
             logger.info(f"{metric}_mAP_copypaste (maxDets={self._max_dets}): " + " ".join(
                 f"{stats[k]:.3f}" for k in ("mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l")))
+            logger.info(f"{metric}_mAP_copypaste (maxDets={STOCK_MAX_DETS}, stock pycocotools): " + " ".join(
+                f"{stats[k + f'@{STOCK_MAX_DETS}']:.3f}" for k in ("mAP", "mAP_50", "mAP_75")))
         if tmp_dir is not None:
             tmp_dir.cleanup()
         return eval_results
+
+    def describe(self) -> str:
+        """Which maxDets the ``coco/*`` AP keys are read at."""
+        return "coco/*: " + describe_ap(self._eval_max_dets)
 
     def _classwise(self, coco_eval, logger) -> Dict[str, float]:
         precisions = coco_eval.eval["precision"]  # (iou, recall, cls, area, maxDets); -1 = largest maxDets

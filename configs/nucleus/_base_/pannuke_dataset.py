@@ -1,7 +1,11 @@
 # PanNuke, 5 nucleus classes, 3-fold protocol (Gamper et al. 2020; as HoVer-Net / CellViT report it):
-# train on two folds, test on the third. Convert each fold once into the same folder:
-#   python converters/pannuke2coco.py "data/pannuke/Fold 1" --out-dir data/pannuke/coco
-# -> data/pannuke/coco/images/fold1_*.png + data/pannuke/coco/instance_fold1.json (same for 2, 3).
+# train on two folds, test on the third. Convert each fold once into the same folder, then write the
+# training / validation files of the three splits:
+#   python converters/pannuke2coco.py "data/pannuke/Fold 1" --out-dir data/pannuke/coco   (also 2, 3)
+#   python converters/pannuke_splits.py data/pannuke/coco
+# -> data/pannuke/coco/images/fold1_*.png, instance_fold{1,2,3}.json, split{1,2,3}_{train,val}.json.
+# Validation (and so checkpoint selection) uses 10 % of the training folds' images, held out per tissue
+# with a fixed seed; the test fold is evaluated once, at the end: tools/test.py CONFIG CHECKPOINT.
 # Only `pannuke_*` names here (model configs that inherit this also inherit a nucleus config).
 pannuke_data_root = 'data/pannuke/coco/'
 pannuke_classes = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epithelial')
@@ -30,11 +34,25 @@ pannuke_test_pipeline = [
 ]
 
 
-def _fold(k, pipeline, test_mode=False):
+def _dataset(ann_file, pipeline, test_mode=False):
     return dict(type='NucleusCocoDataset', data_root=pannuke_data_root,
-                metainfo=dict(classes=pannuke_classes), ann_file=f'instance_fold{k}.json',
+                metainfo=dict(classes=pannuke_classes), ann_file=ann_file,
                 data_prefix=dict(img=''), filter_cfg=dict(filter_empty_gt=not test_mode),
                 test_mode=test_mode, pipeline=pipeline)
+
+
+def _eval_loader(ann_file):
+    return dict(_delete_=True, batch_size=1, num_workers=2, persistent_workers=True, drop_last=False,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                dataset=_dataset(ann_file, pannuke_test_pipeline, test_mode=True))
+
+
+def _evaluators(ann_file):
+    # COCO AP (all detections, maxDets 1000 and 100) + NucleusMetric on label maps: per-class PQ, mPQ
+    # and bPQ as the PanNuke reference evaluation (mean per tissue, then over tissues), and *_strict.
+    return [dict(type='DenseCocoMetric', ann_file=pannuke_data_root + ann_file, metric=['bbox', 'segm'],
+                 proposal_nums=(100, 300, 1000)),
+            dict(type='NucleusMetric', ann_file=pannuke_data_root + ann_file)]
 
 
 # pannuke_splits[i]: split i+1 of the protocol (split 1 trains on folds 1+2 and tests on fold 3).
@@ -46,17 +64,10 @@ pannuke_splits = [
             _delete_=True, batch_size=2, num_workers=2, persistent_workers=True,
             sampler=dict(type='DefaultSampler', shuffle=True),
             batch_sampler=dict(type='AspectRatioBatchSampler'),
-            dataset=dict(type='ConcatDataset',
-                         datasets=[_fold(k, pannuke_train_pipeline) for k in train_folds])),
-        val_dataloader=dict(
-            _delete_=True, batch_size=1, num_workers=2, persistent_workers=True, drop_last=False,
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            dataset=_fold(test_fold, pannuke_test_pipeline, test_mode=True)),
-        # NucleusMetric reports per-class PQ, mPQ and bPQ (per tissue, then over tissues).
-        val_evaluator=[
-            dict(type='DenseCocoMetric', ann_file=f'{pannuke_data_root}instance_fold{test_fold}.json',
-                 metric=['bbox', 'segm'], proposal_nums=(100, 300, 1000)),
-            dict(type='NucleusMetric', ann_file=f'{pannuke_data_root}instance_fold{test_fold}.json'),
-        ])
-    for train_folds, test_fold in (((1, 2), 3), ((2, 3), 1), ((3, 1), 2))
+            dataset=_dataset(f'split{split}_train.json', pannuke_train_pipeline)),
+        val_dataloader=_eval_loader(f'split{split}_val.json'),
+        val_evaluator=_evaluators(f'split{split}_val.json'),
+        test_dataloader=_eval_loader(f'instance_fold{test_fold}.json'),
+        test_evaluator=_evaluators(f'instance_fold{test_fold}.json'))
+    for split, (train_folds, test_fold) in ((1, ((1, 2), 3)), (2, ((2, 3), 1)), (3, ((3, 1), 2)))
 ]

@@ -12,8 +12,9 @@ model = dict(
 # loaded, so a child cannot re-select the split; each split file assigns its own dataloaders.
 train_dataloader = pannuke_split.train_dataloader
 val_dataloader = pannuke_split.val_dataloader
-test_dataloader = val_dataloader
+test_dataloader = pannuke_split.test_dataloader
 val_evaluator = pannuke_split.val_evaluator
-test_evaluator = val_evaluator
-# Select the checkpoint on multi-class PQ, the number PanNuke papers compare.
+test_evaluator = pannuke_split.test_evaluator
+# Checkpoint selection: the best 'nucleus/mPQ' (multi-class PQ, the number PanNuke papers compare, by the
+# reference protocol) on the validation images held out from the training folds -- never the test fold.
 default_hooks = dict(checkpoint=dict(save_best='nucleus/mPQ', rule='greater'))

@@ -6,6 +6,8 @@ pannuke_split = _base_.pannuke_splits[2]
 # loaded, so a child cannot re-select the split; each split file assigns its own dataloaders.
 train_dataloader = pannuke_split.train_dataloader
 val_dataloader = pannuke_split.val_dataloader
-test_dataloader = val_dataloader
+test_dataloader = pannuke_split.test_dataloader
 val_evaluator = pannuke_split.val_evaluator
-test_evaluator = val_evaluator
+test_evaluator = pannuke_split.test_evaluator
+# Checkpoint selection (from split 1's config): the best 'nucleus/mPQ' on this split's validation images,
+# held out from its training folds; the test fold is evaluated once, with tools/test.py.
