@@ -269,3 +269,9 @@ def test_two_shards_together_equal_the_full_run(full_run, cohort, tmp_path):
         _assert_same_slide_outputs(full / name, out / name)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["s0", "s1", "s2", summary_csv_name(Shard(0, 2)), summary_csv_name(Shard(1, 2))])
+
+
+def test_a_model_that_cannot_load_stops_the_run_with_one_line(ray_local, cohort, tmp_path):
+    with pytest.raises(InputError, match="the model workers could not start: ValueError: invalid "):
+        run_cohort(cohort["manifest"], tmp_path / "o", SETTINGS, partial(int, "no model"),
+                   workers=1, progress=False)

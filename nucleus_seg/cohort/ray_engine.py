@@ -23,6 +23,7 @@ import tempfile
 from collections import OrderedDict, deque
 from typing import Callable, Dict, List, Optional, Sequence
 
+from ..errors import InputError
 from ..inference.engine import read_tile_batch
 from .runner import FAILED, CohortProgress, SlideJob, failed_row, run_job
 
@@ -138,6 +139,12 @@ def worker_options(workers: Optional[int], cpus_per_worker: float):
     return (workers or max(1, int(cpus // cpus_per_worker))), {"num_cpus": cpus_per_worker}
 
 
+def _last_line(exc: BaseException) -> str:
+    """The exception line at the end of a Ray error's remote traceback."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip().strip("^")]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def _death_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -157,10 +164,15 @@ def run_on_ray(jobs: Sequence[SlideJob], make_predictor, progress: CohortProgres
         count = min(count, len(jobs))
         actor_cls = ray.remote(max_restarts=-1, max_task_retries=0, **resources)(SlideWorker)
         actors = [actor_cls.remote(make_predictor, prefetch) for _ in range(count)]
+        try:  # the model loads in each actor: a bad config or checkpoint stops the run here
+            ray.get([a.pid.remote() for a in actors])
+        except RayActorError as exc:
+            raise InputError(None, f"the model workers could not start: {_last_line(exc)}") from None
         queue = deque(jobs)
         attempts = {id(j): 0 for j in jobs}
         deaths: Dict[int, List[str]] = {id(j): [] for j in jobs}
-        running = {}
+        running = {}   # slide call -> (actor, job)
+        restarts = {}  # ping of an actor that died -> actor: it takes slides again once back
         idle = list(actors)
         rows = []
         while queue or running:
@@ -170,12 +182,27 @@ def run_on_ray(jobs: Sequence[SlideJob], make_predictor, progress: CohortProgres
                 running[actor.process.remote(job, attempts[id(job)])] = (actor, job)
             progress.running = len(running)
             progress.show()
-            (ref,), _ = ray.wait(list(running), num_returns=1)
+            if not running and not restarts:  # every worker is gone for good
+                for job in queue:
+                    rows.append(failed_row(job.slide.line, str(job.slide.path), str(job.out_dir),
+                                           "no model worker left", attempts[id(job)]))
+                break
+            (ref,), _ = ray.wait(list(running) + list(restarts), num_returns=1)
+            if ref in restarts:
+                actor = restarts.pop(ref)
+                try:
+                    ray.get(ref)
+                    idle.append(actor)
+                except RayActorError:
+                    pass  # it could not come back: the others go on
+                continue
             actor, job = running.pop(ref)
-            idle.append(actor)
             try:
                 row = ray.get(ref)
+                idle.append(actor)
             except RayActorError as exc:  # the worker process died: Ray restarts it
+                # a call sent before Ray notices the death fails too: wait until it is back
+                restarts[actor.pid.options(max_task_retries=-1).remote()] = actor
                 deaths[id(job)].append(_death_reason(exc))
                 if attempts[id(job)] < max_attempts:
                     queue.appendleft(job)  # the next free worker resumes it
@@ -184,6 +211,7 @@ def run_on_ray(jobs: Sequence[SlideJob], make_predictor, progress: CohortProgres
                                  f"the worker process died on each of {max_attempts} tries "
                                  f"(last: {deaths[id(job)][-1]})", attempts[id(job)])
             except RayTaskError as exc:  # a bug, not bad input: report it, go on with the rest
+                idle.append(actor)
                 row = failed_row(job.slide.line, str(job.slide.path), str(job.out_dir),
                                  f"{type(exc.cause).__name__}: {exc.cause}" if exc.cause
                                  else _death_reason(exc), attempts[id(job)])
