@@ -5,7 +5,8 @@ label image visible in that window, clipped at the tile border, as a real model 
 are fixed per label so that results are deterministic. ``DarkBlobPredictor``: thresholded connected
 components. ``ClippedPredictions``: a real model's whole-image predictions cut to each tile.
 ``ColourCodedPredictor`` with ``colour_slide``: nuclei read back from colour-coded pixels, for
-slides read in other processes. Benchmarks import this module with the repository root on
+slides read in other processes; ``PausingColourPredictor``: the same, waiting to be killed
+mid-slide (cohort tests). Benchmarks import this module with the repository root on
 ``sys.path``.
 """
 from __future__ import annotations
