@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_slide_stream import TINY, random_tiny_checkpoint  # noqa: E402
+from bench_slide_stream import TINY, random_tiny_checkpoint, run_child  # noqa: E402
 
 TILE, OVERLAP, MPP = 512, 96, 0.25
 
@@ -58,8 +57,8 @@ def write_cohort(folder: Path, count: int, width: int, height: int) -> Path:
     for k in range(count):
         path = folder / f"slide{k:03d}.svs"
         if not path.exists():
-            image = slides.make_mosaic(width, height, tiles=tiles[k % len(tiles):] + tiles[:k % len(tiles)],
-                                       seed=k)
+            shift = k % len(tiles)  # each slide starts its mosaic at another DSB tile
+            image = slides.make_mosaic(width, height, tiles=tiles[shift:] + tiles[:shift], seed=k)
             tmp = path.with_name(path.stem + ".partial.svs")
             slides.write_aperio(tmp, image, mpp=MPP)
             tmp.rename(path)
@@ -92,8 +91,8 @@ def child_loop(manifest: str, checkpoint: str, out: str) -> dict:
         per_slide.append(time.perf_counter() - t)
         nuclei += summary.nuclei
         tiles += summary.tiles
-    return {"model_load_s": load, "total_s": time.perf_counter() - started, "per_slide_s": per_slide,
-            "nuclei": nuclei, "tiles": tiles, "digests": _digests(Path(out))}
+    return {"model_load_s": load, "total_s": time.perf_counter() - started,
+            "per_slide_s": per_slide, "nuclei": nuclei, "tiles": tiles, "digests": _digests(Path(out))}
 
 
 def child_ray(manifest: str, checkpoint: str, out: str, actors: int) -> dict:
@@ -118,11 +117,7 @@ def child_ray(manifest: str, checkpoint: str, out: str, actors: int) -> dict:
 
 
 def _child(*args) -> dict:
-    out = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True,
-                         text=True)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, *args)
 
 
 def main(argv=None) -> int:

@@ -161,12 +161,17 @@ def child_model(path: str, tiles: int, batch_size: int, checkpoint) -> dict:
             "nuclei_per_tile": found / len(images), "checkpoint": str(checkpoint)}
 
 
-def _child(*args) -> dict:
-    out = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True,
+def run_child(script, *args) -> dict:
+    """Run ``script`` with ``args`` in a fresh Python; the JSON on its last stdout line."""
+    out = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True,
                          text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _child(*args) -> dict:
+    return run_child(__file__, *args)
 
 
 def main(argv=None) -> int:

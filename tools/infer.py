@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import SLIDE_SUFFIXES, BatchReport, infer_inputs  # noqa: E402
-from nucleus_seg.inference.cli_options import (add_slide_arguments, check_slide_arguments,  # noqa: E402
-                                               slide_settings)
+from nucleus_seg.inference.cli_options import (  # noqa: E402
+    add_slide_arguments, check_slide_arguments, slide_settings)
 from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs  # noqa: E402
 
 

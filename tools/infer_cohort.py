@@ -7,9 +7,10 @@ MANIFEST: CSV with a header; column slide (path, relative to the manifest's fold
 optional mpp (microns per pixel overriding the file) and tissue (mask image / QuPath GeoJSON). Each
 slide gets DIR/<name>/ exactly as tools/infer.py writes it. Ray starts on this machine unless
 --address joins a running cluster; one model worker per GPU (or per --cpus-per-actor CPUs) is loaded
-once and reused, tiles are read by Ray tasks. Finished slides are skipped and partial ones resumed on
-a rerun; a slide whose worker dies is retried (--max-attempts), then reported failed. Bad rows and
-failed slides are listed at the end (exit status 2); the others go on. Summary: DIR/cohort_summary.csv.
+once and reused, tiles are read by Ray tasks. Finished slides are skipped and partial ones resumed
+on a rerun; a slide whose worker dies is retried (--max-attempts), then reported failed. Bad rows
+and failed slides are listed at the end (exit status 2); the others go on. Summary:
+DIR/cohort_summary.csv.
 See README.md ("Cohorts on Ray") and docs/inference.md.
 """
 from __future__ import annotations
@@ -23,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from nucleus_seg.cohort import ModelLoader, Shard, run_cohort  # noqa: E402
 from nucleus_seg.cohort.runner import DEFAULT_MAX_ATTEMPTS  # noqa: E402
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
-from nucleus_seg.inference.cli_options import (add_slide_arguments, check_slide_arguments,  # noqa: E402
-                                               slide_settings)
+from nucleus_seg.inference.cli_options import (  # noqa: E402
+    add_slide_arguments, check_slide_arguments, slide_settings)
 
 
 def parse_args(argv=None):
@@ -36,8 +37,8 @@ def parse_args(argv=None):
                    help="join a running Ray cluster: 'auto' (on a node of it) or ray://HEAD:10001; "
                         "default: start Ray on this machine for the run")
     p.add_argument("--shard", type=str, default=None, metavar="i/N",
-                   help="process every N-th manifest row from row i (0-based), e.g. one SLURM array "
-                        "task each; the shards' outputs together are one full run")
+                   help="process every N-th manifest row from row i (0-based), e.g. one SLURM "
+                        "array task each; the shards' outputs together are one full run")
     p.add_argument("--no-ray", action="store_true",
                    help="process the slides one after another in this process (no Ray)")
     p.add_argument("--actors", type=int, default=None,

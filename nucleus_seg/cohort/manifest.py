@@ -7,8 +7,8 @@ paths as for ``slide``). Empty cells mean "not given"; blank lines and lines sta
 are skipped.
 
 A bad row (missing file, duplicate slide or output folder, bad MPP, missing tissue file) is one
-``(line, path, problem)`` triple, the problem naming the manifest line; the other rows go on. A manifest that cannot be
-read at all (no file, no ``slide`` column, unknown column) raises :class:`InputError`.
+``(line, path, problem)`` triple, the problem naming the manifest line; the other rows go on.
+A manifest that cannot be read at all (no file, no ``slide`` column, unknown column) raises :class:`InputError`.
 """
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def read_manifest(path, shard: Optional[Shard] = None
     lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
-        raise InputError(path, "the manifest is empty (expected a header row with a 'slide' column)")
+        raise InputError(path, "the manifest is empty (expected a header row with a 'slide' "
+                               "column)")
     rows = list(csv.reader([line for _, line in lines]))
     header = [h.strip().lower() for h in rows[0]]
     unknown = [h for h in header if h not in COLUMNS]

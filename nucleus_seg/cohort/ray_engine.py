@@ -167,7 +167,8 @@ def run_on_ray(jobs: Sequence[SlideJob], make_predictor, progress: CohortProgres
         try:  # the model loads in each actor: a bad config or checkpoint stops the run here
             ray.get([a.pid.remote() for a in actors])
         except RayActorError as exc:
-            raise InputError(None, f"the model workers could not start: {_last_line(exc)}") from None
+            raise InputError(None, "the model workers could not start: "
+                                   f"{_last_line(exc)}") from None
         queue = deque(jobs)
         attempts = {id(j): 0 for j in jobs}
         deaths: Dict[int, List[str]] = {id(j): [] for j in jobs}

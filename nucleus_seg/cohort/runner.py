@@ -22,8 +22,8 @@ from ..fileio import atomic_write_text
 from ..slide_inference import SlideSettings, infer_slide
 from .manifest import CohortSlide, Shard, read_manifest
 
-SUMMARY_COLUMNS = ("line", "slide", "folder", "status", "nuclei", "tissue_area_mm2", "nuclei_per_mm2",
-                   "seconds", "attempts", "resumed_at_row", "error")
+SUMMARY_COLUMNS = ("line", "slide", "folder", "status", "nuclei", "tissue_area_mm2",
+                   "nuclei_per_mm2", "seconds", "attempts", "resumed_at_row", "error")
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -69,7 +69,8 @@ def run_job(job: SlideJob, predictor, read_batches: Optional[Callable] = None,
     except MemoryError:
         return failed_row(job.slide.line, path, str(job.out_dir),
                           "not enough memory to process this slide", attempt)
-    return {"line": job.slide.line, "slide": path, "folder": str(job.out_dir), "status": SKIPPED if s.skipped else DONE,
+    return {"line": job.slide.line, "slide": path, "folder": str(job.out_dir),
+            "status": SKIPPED if s.skipped else DONE,
             "nuclei": s.nuclei, "tissue_area_mm2": s.tissue_area_mm2,
             "nuclei_per_mm2": s.nuclei_per_mm2, "seconds": round(s.seconds, 3),
             "attempts": attempt, "resumed_at_row": s.resumed_at_row, "error": None}
