@@ -128,10 +128,12 @@ class ClippedPredictions:
 # the pixels - like a model - and works through reader processes, any slide format with lossless
 # compression, and resampling (an area-averaged edge pixel mixes colours and is not read back; the
 # pure interior is). NUCLEUS_SEG_TEST_KILL_AFTER=N makes it SIGKILL its own process after N tiles,
-# to test resuming.
+# to test resuming; NUCLEUS_SEG_TEST_CHILDREN_FILE=path makes it first write the pids of its child
+# processes (the tile readers) there, to test that they die with it.
 NUCLEUS_RED = 50
 PINK = (225, 160, 200)
 KILL_ENV = "NUCLEUS_SEG_TEST_KILL_AFTER"
+CHILDREN_ENV = "NUCLEUS_SEG_TEST_CHILDREN_FILE"
 
 
 def nucleus_colour(nucleus_id: int):
@@ -182,6 +184,12 @@ class ColourCodedPredictor:
         h, w = tile.shape[:2]
         self.tiles += 1
         if self.kill_after is not None and self.tiles > self.kill_after:
+            children_file = os.environ.get(CHILDREN_ENV)
+            if children_file:
+                import psutil
+
+                with open(children_file, "w") as f:
+                    f.write(" ".join(str(c.pid) for c in psutil.Process().children()))
             os.kill(os.getpid(), signal.SIGKILL)  # as `kill -9` would, mid-slide
         if (tile == 255).all():
             self.blank_tiles += 1

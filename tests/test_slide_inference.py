@@ -8,9 +8,12 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -22,7 +25,7 @@ from nucleus_seg.errors import InputError
 from nucleus_seg.inference.batch import infer_inputs
 from nucleus_seg.inference.export import geojson_feature
 from nucleus_seg.slide_inference import SlideSettings, infer_slide
-from tests.standins import KILL_ENV, ColourCodedPredictor, colour_slide
+from tests.standins import CHILDREN_ENV, KILL_ENV, ColourCodedPredictor, colour_slide
 from slides import write_aperio, write_generic_tiff, write_ome_tiff, write_truncated
 
 TESTS = Path(__file__).resolve().parent
@@ -148,35 +151,63 @@ def test_results_do_not_depend_on_reader_processes_or_batch_size_and_gzip_is_the
         gzip.decompress((tmp_path / "b" / "nuclei.geojson.gz").read_bytes())
 
 
-RESUMABLE = SlideSettings(tile=256, overlap=64, target_mpp=0.25, batch_size=2, workers=1,
+RESUMABLE = SlideSettings(tile=256, overlap=64, target_mpp=0.25, batch_size=2, workers=2,
                           progress=False)
 
 
-def _killed_run(slide, out, kill_after):
-    """Run infer_slide in a subprocess whose predictor SIGKILLs it after ``kill_after`` tiles."""
+def _killed_run(slide, out, kill_after, children_file):
+    """Run infer_slide in a subprocess whose predictor SIGKILLs it after ``kill_after`` tiles,
+    having written its child processes' pids to ``children_file``."""
     code = (f"import sys; sys.path.insert(0, {str(TESTS.parent)!r})\n"
             "from tests.standins import ColourCodedPredictor\n"
             "from nucleus_seg.slide_inference import SlideSettings, infer_slide\n"
             f"infer_slide({str(slide)!r}, ColourCodedPredictor(), {str(out)!r}, "
             f"SlideSettings(**{RESUMABLE.__dict__!r}))\n")
-    env = dict(os.environ, **{KILL_ENV: str(kill_after)})
-    # no pipes: a killed run's reader process may outlive it by a moment
+    env = dict(os.environ, **{KILL_ENV: str(kill_after), CHILDREN_ENV: str(children_file)})
+    # no pipes: an orphaned reader process holding them would keep this call waiting
     return subprocess.run([sys.executable, "-c", code], env=env, timeout=300,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
 
 
+def _running(pids):
+    import psutil
+
+    running = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
 @pytest.fixture(scope="module")
 def killed(slide_data, tmp_path_factory):
-    """The output folder of a run killed with SIGKILL after 9 tiles (a copy per test)."""
-    out = tmp_path_factory.mktemp("killed") / "o"
-    assert _killed_run(slide_data["paths"]["aperio"], out, kill_after=9) == -9
-    return out
+    """A run killed with SIGKILL after 9 tiles: its output folder (a copy per test), the pids of
+    its reader processes and those of them still running 5 s after the kill."""
+    folder = tmp_path_factory.mktemp("killed")
+    out, children = folder / "o", folder / "children.txt"
+    assert _killed_run(slide_data["paths"]["aperio"], out, 9, children) == -9
+    readers = [int(pid) for pid in children.read_text().split()]
+    deadline = time.monotonic() + 5.0
+    while _running(readers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = _running(readers)
+    for pid in survivors:  # do not leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    return SimpleNamespace(out=out, readers=readers, survivors=survivors)
+
+
+def test_reader_processes_die_with_a_run_killed_by_sigkill(killed):
+    assert len(killed.readers) == RESUMABLE.workers
+    assert killed.survivors == []
 
 
 def test_a_run_killed_mid_slide_resumes_and_writes_the_same_files(slide_data, killed, tmp_path):
     slide = slide_data["paths"]["aperio"]
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    shutil.copytree(killed, resumed)
+    shutil.copytree(killed.out, resumed)
     infer_slide(slide, ColourCodedPredictor(), whole, RESUMABLE)
     partial = resumed / ".partial"
     journal = json.loads((partial / "journal.json").read_text())
@@ -205,7 +236,7 @@ def test_a_run_killed_mid_slide_resumes_and_writes_the_same_files(slide_data, ki
 def test_a_partial_run_with_other_settings_is_not_mixed_in(slide_data, killed, tmp_path):
     slide = slide_data["paths"]["aperio"]
     out = tmp_path / "o"
-    shutil.copytree(killed, out)
+    shutil.copytree(killed.out, out)
     other = SlideSettings(workers=0, **dict(FAST, overlap=48))
     with pytest.raises(InputError, match="unfinished run made with other settings"):
         infer_slide(slide, ColourCodedPredictor(), out, other)

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from ..child_processes import DieWithParent
 from ..errors import InputError
 from .instances import Instances
 from .seams import Nucleus, SeamMerger
@@ -105,8 +106,9 @@ def _read_batches(view, batches: Iterable[List[Tile]], workers: int,
         raise ValueError("reader processes need open_view, a picklable callable that opens the view")
     from torch.utils.data import DataLoader
 
+    # DieWithParent: readers of a run killed with SIGKILL would otherwise wait forever on their pipe
     loader = DataLoader(_TileReads(open_view, path), batch_sampler=batches, num_workers=workers,
-                        collate_fn=_as_list, prefetch_factor=2)
+                        collate_fn=_as_list, prefetch_factor=2, worker_init_fn=DieWithParent())
     yield from loader
 
 

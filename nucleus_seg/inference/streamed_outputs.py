@@ -233,7 +233,7 @@ class RegionParts:
         import pyarrow.parquet as pq
 
         self._stream.__exit__(None, None, None)
-        table = pa.Table.from_batches(self._batches, schema=self.schema).combine_chunks()
+        table = pa.Table.from_batches(self._batches, schema=self.schema)
         with atomic_stream(self.folder / self.names(self.region)[1], overwrite=True) as f:
             pq.write_table(table, f)
         self._stream = self._geojson = None
