@@ -30,27 +30,41 @@ def check_writable(path: PathLike, overwrite: bool = False) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_stream(path: PathLike, overwrite: bool = False) -> Iterator[BinaryIO]:
-    """A binary file to write ``path`` piece by piece: it appears under its name, complete, only
-    when the ``with`` block ends without an error (a kill leaves a hidden ``.*.tmp`` beside it)."""
+def atomic_output_path(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write (any writer that needs a file name, e.g.
+    ``np.lib.format.open_memmap`` for arrays larger than memory); synced and renamed to ``path`` when
+    the block ends without error, removed otherwise."""
     path = check_writable(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
 
 
+@contextlib.contextmanager
+def atomic_stream(path: PathLike, overwrite: bool = False) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` piece by piece: it appears under its name, complete, only
+    when the ``with`` block ends without an error (a kill leaves a hidden ``.*.tmp`` beside it)."""
+    with atomic_output_path(path, overwrite) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
 def atomic_write_bytes(path: PathLike, data: bytes, overwrite: bool = False) -> Path:
-    with atomic_stream(path, overwrite) as f:
-        f.write(data)
+    with atomic_output_path(path, overwrite) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
 
 

@@ -12,7 +12,9 @@ Used by the converters, the training dataset, validation, metrics and inference 
   strings at once :func:`rle_run_lengths_batch`).
 - One tracer with two outputs: :func:`coco_polygons` (rings a quarter pixel inside the pixel edges, so
   pycocotools rasterises them back to the same pixels) and :func:`geojson_geometry` (rings on the pixel
-  edges, every component, holes kept, valid per OGC/shapely).
+  edges, every component, holes kept, valid per OGC/shapely); its inverse :func:`rasterise_geojson`
+  (pixel-centre sampling: GeoJSON / QuPath polygons -> crop, exactly the traced pixels back).
+- :func:`label_map_crops`: the instances of a label map (one crop per id, however many pieces).
 
 Coordinates are image pixels: x right, y down; pixel (col, row) covers [col, col + 1) x [row, row + 1).
 """
@@ -290,6 +292,27 @@ def crop_from_segmentation(segmentation, height: int, width: int) -> Optional[Ma
     return MaskCrop(x0, y0, np.cumsum(marks, axis=0)[:-1] > 0)
 
 
+def label_map_crops(labels: np.ndarray) -> Tuple[np.ndarray, List[MaskCrop]]:
+    """The instances of a label map (0 = background): ``(ids, crops)``, ids ascending, one crop per
+    distinct non-zero value holding all its pixels, however many separate pieces they form.
+
+    Ids need not be contiguous or integers of any particular type (float PanNuke planes work). The
+    boxes of all ids come from one sort of the non-zero pixels, so the per-instance work is on its
+    box only."""
+    ys, xs = np.nonzero(labels)
+    if ys.size == 0:
+        return np.zeros(0, dtype=labels.dtype), []
+    values = labels[ys, xs]
+    order = np.argsort(values, kind="stable")
+    ids, starts = np.unique(values[order], return_index=True)
+    ys, xs = ys[order], xs[order]
+    y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
+    x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
+    crops = [MaskCrop(int(x0[k]), int(y0[k]), labels[y0[k]:y1[k], x0[k]:x1[k]] == ids[k])
+             for k in range(len(ids))]
+    return ids, crops
+
+
 # -------------------------------------------------------------------------------------- polygons
 def _trace_upsampled(mask: np.ndarray, mode: int, method: int):
     """Contours of ``mask`` upsampled 2x (each pixel a 2 x 2 block), in upsampled pixel coordinates.
@@ -394,8 +417,89 @@ def _to_frame(points: np.ndarray, scale: float, offset: Tuple[float, float]) -> 
     return (points * float(scale) + np.asarray(offset, dtype=np.float64)).tolist()
 
 
+def geojson_rings(geometry: dict) -> List[np.ndarray]:
+    """Every ring (exteriors and holes, of every part) of a GeoJSON ``Polygon`` or ``MultiPolygon``
+    as (n, 2) float64 arrays (a third coordinate is dropped). ValueError for other types and for
+    coordinates that are not lists of numeric points."""
+    kind, coords = geometry.get("type"), geometry.get("coordinates")
+    if kind == "Polygon":
+        polygons = [coords]
+    elif kind == "MultiPolygon":
+        polygons = coords
+    else:
+        raise ValueError(f"geometry type {kind!r} is not a Polygon or MultiPolygon")
+    try:
+        rings = [np.asarray(ring, dtype=np.float64) for polygon in polygons for ring in polygon]
+    except (TypeError, ValueError):
+        raise ValueError(f"malformed {kind} coordinates") from None
+    for ring in rings:
+        if ring.ndim != 2 or ring.shape[1] < 2:
+            raise ValueError(f"malformed {kind} coordinates (a ring is not a list of [x, y] points)")
+    return [ring[:, :2] for ring in rings]
+
+
+def rasterise_rings(rings: Sequence[np.ndarray], window: Optional[Tuple[int, int, int, int]] = None
+                    ) -> Optional[MaskCrop]:
+    """The pixels whose centres lie inside ``rings`` (even-odd over all rings, so holes are holes and
+    the parts of a MultiPolygon are unions), as a tight crop in image coordinates; None when no pixel
+    centre is inside. ``window`` = (x0, y0, x1, y1) keeps only pixels in it (a tile's clip).
+
+    A centre exactly on an edge belongs to the pixel on the right of a vertical edge and below a
+    horizontal one (half-open spans, as Java2D's "insideness" that QuPath rasterises with), so
+    polygons that share an edge never share a pixel. Rings along pixel edges (:func:`geojson_geometry`)
+    come back as exactly the traced pixels. Scanline over the rings' edges: no full-size array."""
+    edges = []
+    for ring in rings:
+        ring = np.asarray(ring, dtype=np.float64)[:, :2]
+        if len(ring) >= 2:
+            edges.append(np.concatenate((ring, np.roll(ring, -1, axis=0)), axis=1))  # closes the ring
+    if not edges:
+        return None
+    xa, ya, xb, yb = np.concatenate(edges).T
+    sloped = ya != yb  # horizontal edges cross no row centre
+    xa, ya, xb, yb = xa[sloped], ya[sloped], xb[sloped], yb[sloped]
+    # rows r whose centre r + 0.5 lies in [min(ya, yb), max(ya, yb)): half-open, so a vertex shared
+    # by two edges is counted once
+    first = np.ceil(np.minimum(ya, yb) - 0.5).astype(np.int64)
+    stop = np.ceil(np.maximum(ya, yb) - 0.5).astype(np.int64)
+    if window is not None:
+        first, stop = np.maximum(first, window[1]), np.minimum(stop, window[3])
+    n = np.maximum(stop - first, 0)
+    if n.sum() == 0:
+        return None
+    edge = np.repeat(np.arange(len(n)), n)
+    rows = np.repeat(first, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    x = xa[edge] + (rows + 0.5 - ya[edge]) * (xb[edge] - xa[edge]) / (yb[edge] - ya[edge])
+    order = np.lexsort((x, rows))
+    rows, x = rows[order], x[order]
+    # closed rings cross every row an even number of times: consecutive crossings bound the spans
+    row = rows[0::2]
+    start = np.ceil(x[0::2] - 0.5).astype(np.int64)  # first column whose centre is >= the crossing
+    end = np.ceil(x[1::2] - 0.5).astype(np.int64)
+    if window is not None:
+        start, end = np.maximum(start, window[0]), np.minimum(end, window[2])
+    keep = end > start
+    row, start, end = row[keep], start[keep], end[keep]
+    if row.size == 0:
+        return None
+    x0, y0 = int(start.min()), int(row.min())
+    marks = np.zeros((int(row.max()) + 1 - y0, int(end.max()) + 1 - x0), dtype=np.int32)
+    np.add.at(marks, (row - y0, start - x0), 1)
+    np.add.at(marks, (row - y0, end - x0), -1)
+    return MaskCrop.from_mask(np.cumsum(marks, axis=1)[:, :-1] > 0, x0, y0)
+
+
+def rasterise_geojson(geometry: dict, window: Optional[Tuple[int, int, int, int]] = None
+                      ) -> Optional[MaskCrop]:
+    """A GeoJSON ``Polygon`` / ``MultiPolygon`` (image pixel coordinates, pixel-corner convention)
+    as the crop of the pixels whose centres it covers; the inverse of :func:`geojson_geometry`. See
+    :func:`rasterise_rings` for the rule and ``window``."""
+    return rasterise_rings(geojson_rings(geometry), window)
+
+
 __all__ = [
     "Box", "mask_bbox", "MaskCrop", "paste_crop", "intersection_area", "crop_iou", "union_crops",
     "crop_outline", "rle_run_lengths", "rle_run_lengths_batch", "crop_to_rle", "to_rle", "decode_segmentation",
-    "crop_from_segmentation", "coco_polygons", "geojson_geometry",
+    "crop_from_segmentation", "label_map_crops", "coco_polygons", "geojson_geometry", "geojson_rings",
+    "rasterise_rings", "rasterise_geojson",
 ]

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..categories import NUCLEUS_CLASSES, PANNUKE_CHANNELS, PANNUKE_CLASSES, coco_categories
 from ..errors import InputError
 from ..fileio import atomic_write_bytes, check_writable
-from ..geometry import MaskCrop
+from ..geometry import MaskCrop, label_map_crops
 from .annotations import instance_annotation
 from .dsb import ConversionReport
 
@@ -73,25 +73,18 @@ def patch_instances(mask_patch: np.ndarray, masks_path="masks.npy", index: int =
                     ) -> Iterator[Tuple[str, int, MaskCrop]]:
     """(class name, instance id, mask crop) of every nucleus in one H x W x 6 patch.
 
-    Channels are looked up by name in PANNUKE_CHANNELS. Bounding boxes of all ids of a channel come
-    from one pass over its non-zero pixels, so the per-instance work is on the box only.
+    Channels are looked up by name in PANNUKE_CHANNELS; each is a label map of its class's instances
+    (:func:`nucleus_seg.geometry.label_map_crops`).
     """
     for class_name in PANNUKE_CLASSES:
         plane = np.asarray(mask_patch[..., PANNUKE_CHANNELS.index(class_name)])
-        ys, xs = np.nonzero(plane)
-        if ys.size == 0:
-            continue
-        values = plane[ys, xs]
+        values = plane[plane != 0]
         if (values < 0).any() or (values != np.round(values)).any():
             raise InputError(masks_path, f"patch {index}, channel {class_name}: instance ids must be "
                              "non-negative integers")
-        order = np.argsort(values, kind="stable")
-        ids, starts = np.unique(values[order], return_index=True)
-        for instance_id, group in zip(ids, np.split(order, starts[1:])):
-            y0, y1 = ys[group].min(), ys[group].max() + 1
-            x0, x1 = xs[group].min(), xs[group].max() + 1
-            yield class_name, int(instance_id), MaskCrop(int(x0), int(y0),
-                                                         plane[y0:y1, x0:x1] == instance_id)
+        ids, crops = label_map_crops(plane)
+        for instance_id, crop in zip(ids, crops):
+            yield class_name, int(instance_id), crop
 
 
 def fold_name(fold_dir) -> str:

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import InputError
 from ..fileio import atomic_write_json, check_writable, load_json
+from ..image_io import is_image_file
 from ..validation import Problem, limit_lines, raise_problems
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
+from .geojson import GeojsonOptions, GeojsonReport, convert_geojson, geojson_sources, pair_geojson_files
 from .images import convert_image_folder
+from .labels import (BINARY_EXTENSIONS, LABEL_EXTENSIONS, LabelOptions, LabelReport, convert_labels,
+                     label_sources, pair_label_files)
 from .pannuke import convert_pannuke, find_fold_arrays, fold_name
 from .split import check_val_ratio, merge_coco, split_names, split_names_stratified, subset_coco
 from .validate import DEFAULT_MIN_POLYGON_IOU, dsb_sources, image_files, pannuke_sources, validate_coco
@@ -38,15 +42,34 @@ def _check_outputs(paths, overwrite: bool) -> None:
         check_writable(path, overwrite)
 
 
+def coco_outputs(out_dir, val_ratio: float) -> List[Path]:
+    """``instance_all.json``, or ``instance_train.json`` + ``instance_val.json`` with a split."""
+    names = ["instance_train.json", "instance_val.json"] if val_ratio else ["instance_all.json"]
+    return [Path(out_dir) / n for n in names]
+
+
+def write_coco_split(coco: dict, outputs: Sequence[Path], name_of_image: Dict[int, str],
+                     val_ratio: float, seed: int, overwrite: bool) -> None:
+    """Write ``coco`` whole, or split by image name (:func:`split_names`, ids kept) into the two
+    outputs of :func:`coco_outputs`."""
+    if val_ratio:
+        train_names, val_names = split_names(name_of_image.values(), val_ratio, seed)
+        id_of = {name: image_id for image_id, name in name_of_image.items()}
+        parts = [subset_coco(coco, [id_of[n] for n in train_names]),
+                 subset_coco(coco, [id_of[n] for n in val_names])]
+    else:
+        parts = [coco]
+    for path, part in zip(outputs, parts):
+        atomic_write_json(path, part, overwrite)
+
+
 def mask2coco(inputs, out_dir, image_root=None, segmentation: str = "rle",
               val_ratio: float = 0.0, seed: int = 0, workers: int = 0, validate: bool = False,
               overwrite: bool = False, progress: bool = True,
               min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU) -> Tuple[List[Path], ConversionReport]:
     """DSB folders -> ``instance_all.json``, or ``instance_train.json`` + ``instance_val.json``
     when ``val_ratio`` > 0. Returns the written paths and the report."""
-    out_dir = Path(out_dir)
-    names = ["instance_train.json", "instance_val.json"] if val_ratio else ["instance_all.json"]
-    outputs = [out_dir / n for n in names]
+    outputs = coco_outputs(out_dir, val_ratio)
     _check_outputs(outputs, overwrite)
     if val_ratio:
         check_val_ratio(val_ratio)  # before the slow part
@@ -55,16 +78,72 @@ def mask2coco(inputs, out_dir, image_root=None, segmentation: str = "rle",
         root = Path(image_root) if image_root is not None else default_image_root(
             as_root_list(inputs))
         raise_if_problems(validate_coco(coco, out_dir, dsb_sources(root), min_polygon_iou), out_dir)
-    if val_ratio:
-        train_names, val_names = split_names([s.sample_id for s in samples], val_ratio, seed)
-        id_of = {s.sample_id: s.image_id for s in samples}
-        parts = [subset_coco(coco, [id_of[n] for n in train_names]),
-                 subset_coco(coco, [id_of[n] for n in val_names])]
-    else:
-        parts = [coco]
-    for path, part in zip(outputs, parts):
-        atomic_write_json(path, part, overwrite)
+    write_coco_split(coco, outputs, {s.image_id: s.sample_id for s in samples}, val_ratio, seed,
+                     overwrite)
     return outputs, report
+
+
+def labels2coco(images_dir, labels_dir, out_dir, options: Optional[LabelOptions] = None,
+                image_root=None, label_suffix: str = "", type_dir=None, segmentation: str = "rle",
+                val_ratio: float = 0.0, seed: int = 0, validate: bool = False,
+                overwrite: bool = False, min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU
+                ) -> Tuple[List[Path], LabelReport, dict]:
+    """Images + label maps (or binary masks with ``options.binary``) paired by name ->
+    ``instance_all.json`` or a train/val split, as :func:`mask2coco`. Returns the written paths, the
+    report and the COCO dict."""
+    options = options or LabelOptions()
+    outputs = coco_outputs(out_dir, val_ratio)
+    _check_outputs(outputs, overwrite)
+    if val_ratio:
+        check_val_ratio(val_ratio)
+    extensions = BINARY_EXTENSIONS if options.binary else LABEL_EXTENSIONS
+    samples, notes = pair_label_files(images_dir, labels_dir, extensions, label_suffix, type_dir)
+    image_root = Path(image_root) if image_root is not None else Path(images_dir)
+    coco, report, category_of_type = convert_labels(samples, image_root, options, segmentation)
+    report.notes = notes + report.untyped
+    if validate:
+        sources = label_sources(samples, image_root, options, category_of_type)
+        raise_if_problems(validate_coco(coco, out_dir, sources, min_polygon_iou), out_dir)
+    write_coco_split(coco, outputs, {s.image_id: s.key for s in samples}, val_ratio, seed, overwrite)
+    return outputs, report, coco
+
+
+def geojson2coco(images, geojsons, out_dir, options: Optional[GeojsonOptions] = None,
+                 image_root=None, suffix: str = "", region=None, tile: Optional[int] = None,
+                 segmentation: str = "rle", val_ratio: float = 0.0, seed: int = 0,
+                 validate: bool = False, overwrite: bool = False, skip_empty: bool = False,
+                 min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU) -> Tuple[List[Path], GeojsonReport, dict]:
+    """QuPath GeoJSON exports -> ``instance_all.json`` or a train/val split, as :func:`mask2coco`.
+
+    ``images`` / ``geojsons``: an image or slide file and its export, or two folders paired by name.
+    Ordinary images are referred to where they are; with ``region`` (x, y, w, h in QuPath's frame)
+    or ``tile``, and always for slides, the region is cut into tiles written to
+    ``<out_dir>/images/`` (file_name relative to it by default)."""
+    options = options or GeojsonOptions()
+    outputs = coco_outputs(out_dir, val_ratio)
+    _check_outputs(outputs, overwrite)
+    if val_ratio:
+        check_val_ratio(val_ratio)
+    if tile is not None and tile <= 0:
+        raise InputError(None, f"--tile must be a positive number of pixels, got {tile}")
+    sources, notes = pair_geojson_files(images, geojsons, suffix)
+    cut_tiles = tile is not None or region is not None or any(
+        not is_image_file(s.image_path) for s in sources)
+    for source in sources:
+        source.region, source.tile = region, tile
+    tiles_dir = Path(out_dir) / "images"
+    if image_root is None:
+        image_root = tiles_dir if cut_tiles else (Path(images) if Path(images).is_dir()
+                                                  else Path(images).parent)
+    coco, report, placements = convert_geojson(sources, image_root, tiles_dir, options, segmentation,
+                                               cut_tiles, skip_empty, overwrite)
+    report.notes = notes + report.notes
+    if validate:
+        read = geojson_sources(placements, coco, image_root, options.min_area)
+        raise_if_problems(validate_coco(coco, out_dir, read, min_polygon_iou), out_dir)
+    write_coco_split(coco, outputs, {im["id"]: im["file_name"] for im in coco["images"]}, val_ratio,
+                     seed, overwrite)
+    return outputs, report, coco
 
 
 def images2coco(folder, out, ids_file=None, image_root=None, validate: bool = False,

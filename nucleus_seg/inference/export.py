@@ -106,23 +106,29 @@ def export_geojson(path, instances: Instances, class_names: Sequence[str],
 
 
 # ----------------------------------------------------------------------------- rasters
+def write_label_array(path_stem, labels: np.ndarray, overwrite: bool = False) -> Path:
+    """Instance ids (0 = background) as ``<path_stem>.png``, 16-bit grey, when every id is below
+    65536; else ``<path_stem>.npy``, uint32 (PNG has no 32-bit grey)."""
+    if labels.size == 0 or int(labels.max()) < 65536:
+        path = Path(str(path_stem) + ".png")
+        check_writable(path, overwrite)
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(labels, dtype=np.uint16))
+        if not ok:
+            raise InputError(path, "could not encode the label image as PNG")
+        return atomic_write_bytes(path, buf.tobytes(), overwrite)
+    path = Path(str(path_stem) + ".npy")
+    check_writable(path, overwrite)
+    bio = io.BytesIO()
+    np.save(bio, np.ascontiguousarray(labels, dtype=np.uint32))
+    return atomic_write_bytes(path, bio.getvalue(), overwrite)
+
+
 def export_label_image(stem_path, instances: Instances, overwrite: bool = False) -> Path:
     """Instance ids 1..N (score order, 0 = background) as a 16-bit PNG ``<stem>.labels.png``;
     with 65536 or more instances a uint32 NumPy file ``<stem>.labels.npy`` instead (PNG has no
     32-bit gray). Where masks overlap the higher-scoring instance keeps the pixel."""
     ordered = instances.sorted_by_score()
-    if len(ordered) < 65536:
-        path = Path(str(stem_path) + ".labels.png")
-        check_writable(path, overwrite)
-        ok, buf = cv2.imencode(".png", ordered.to_label_image(np.uint16))
-        if not ok:
-            raise InputError(path, "could not encode the label image as PNG")
-        return atomic_write_bytes(path, buf.tobytes(), overwrite)
-    path = Path(str(stem_path) + ".labels.npy")
-    check_writable(path, overwrite)
-    bio = io.BytesIO()
-    np.save(bio, ordered.to_label_image(np.uint32))
-    return atomic_write_bytes(path, bio.getvalue(), overwrite)
+    return write_label_array(str(stem_path) + ".labels", ordered.to_label_image(np.uint32), overwrite)
 
 
 def instances_from_coco_results(results: Sequence[dict], height: int, width: int,

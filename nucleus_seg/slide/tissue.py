@@ -19,7 +19,6 @@ An empty mask is an InputError naming the file: the slide would produce nothing.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -29,7 +28,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import atomic_write_bytes
+from ..geometry import geojson_rings, paste_crop, rasterise_rings
 from ..image_io import read_mask
+from ..qupath import object_type, read_geojson_features
 from .base import SlideReader
 from .resample import ResampledView
 
@@ -184,57 +185,32 @@ def _read_mask_image(path: Path, shape) -> np.ndarray:
 
 
 def _geojson_polygons(path: Path) -> List[List[np.ndarray]]:
-    """Polygons (exterior ring, holes...) of a QuPath GeoJSON file's annotations."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"cannot be read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        features = data.get("features") or []
-    elif isinstance(data, list):
-        features = data
-    else:
-        features = [data]
+    """The rings of each Polygon / MultiPolygon annotation of a QuPath GeoJSON file (detections and
+    cells are results, not regions), read by the package's one QuPath reader."""
     polygons: List[List[np.ndarray]] = []
-    for feature in features:
-        if not isinstance(feature, dict):
+    for index, feature in enumerate(read_geojson_features(path)):
+        geometry = feature.get("geometry")
+        if object_type(feature) != "annotation" or not isinstance(geometry, dict) or \
+                geometry.get("type") not in ("Polygon", "MultiPolygon"):
             continue
-        if feature.get("type") == "Feature":
-            props = feature.get("properties") or {}
-            if props.get("objectType", "annotation") != "annotation":
-                continue  # detections / cells are results, not regions
-            geometry = feature.get("geometry") or {}
-        else:
-            geometry = feature
-        kind, coords = geometry.get("type"), geometry.get("coordinates")
         try:
-            if kind == "Polygon":
-                polygons.append([np.asarray(r, np.float64)[:, :2] for r in coords])
-            elif kind == "MultiPolygon":
-                polygons += [[np.asarray(r, np.float64)[:, :2] for r in p] for p in coords]
-        except (TypeError, ValueError, IndexError):
-            raise InputError(path, f"malformed {kind} coordinates") from None
+            polygons.append(geojson_rings(geometry))
+        except ValueError as exc:
+            raise InputError(path, f"feature {index}: {exc}") from None
     if not polygons:
         raise InputError(path, "holds no Polygon or MultiPolygon annotation")
     return polygons
 
 
 def _rasterise(polygons, shape, to_grid) -> np.ndarray:
-    shift = 4  # sub-pixel vertex precision (1/16 px)
-    out = np.zeros(shape, np.uint8)
+    """Grid cells whose centres the polygons cover (the package's one rasteriser)."""
+    out = np.zeros(shape, bool)
+    window = (0, 0, shape[1], shape[0])
     for rings in polygons:
-        pts = [np.round((to_grid(r) - 0.5) * (1 << shift)).astype(np.int32) for r in rings
-               if len(r) >= 3]
-        if not pts:
-            continue
-        one = np.zeros(shape, np.uint8)
-        cv2.fillPoly(one, pts[:1], 1, lineType=cv2.LINE_8, shift=shift)
-        if len(pts) > 1:
-            cv2.fillPoly(one, pts[1:], 0, lineType=cv2.LINE_8, shift=shift)
-        out |= one
-    return out.astype(bool)
+        crop = rasterise_rings([to_grid(r) for r in rings], window)
+        if crop is not None:
+            paste_crop(out, crop, True)
+    return out
 
 
 def tissue_mask(reader: SlideReader, *, region: Union[str, Path, None] = None,
