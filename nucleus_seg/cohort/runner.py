@@ -58,11 +58,15 @@ def failed_row(line: int, slide: str, folder: str, problem: str, attempts: int =
 
 def run_job(job: SlideJob, predictor, read_batches: Optional[Callable] = None,
             attempt: int = 1) -> dict:
-    """Process one slide; a summary row. Bad input (unreadable, truncated, no MPP, no tissue,
-    outputs in the way) is a failed row with its reason, not an exception."""
+    """Process one slide (``attempt``: its try, counting from 1); a summary row. Bad input
+    (unreadable, truncated, no MPP, no tissue, outputs in the way) is a failed row with its
+    reason, not an exception."""
     path = str(job.slide.path)
+    settings = job.settings
+    if attempt > 1 and settings.overwrite:  # --overwrite discarded the old outputs on the first
+        settings = replace(settings, overwrite=False)  # try; a retry resumes that try's work
     try:
-        s = infer_slide(job.slide.path, predictor, job.out_dir, job.settings,
+        s = infer_slide(job.slide.path, predictor, job.out_dir, settings,
                         read_batches=read_batches)
     except InputError as exc:
         return failed_row(job.slide.line, exc.path or path, str(job.out_dir), exc.problem, attempt)
