@@ -113,7 +113,15 @@ def start_ray(address: Optional[str], num_cpus: Optional[int] = None):
     if ray.is_initialized():
         return lambda: None
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            if address.startswith("ray://"):  # Ray Client: the cluster runs everything
+                ray.init(address=address)
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            text = str(exc).strip().splitlines()
+            raise InputError(address, "cannot join the Ray cluster: "
+                                      f"{text[0] if text else type(exc).__name__}") from None
         return ray.shutdown
     # short path: Ray's unix sockets live under it (108-byte limit)
     temp_dir = tempfile.mkdtemp(prefix="nucleus-ray-")
