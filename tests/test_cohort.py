@@ -2,7 +2,8 @@
 
 One module-scoped Ray (2 CPUs) serves every Ray test; the other tests here never start it. Three
 small synthetic Aperio slides with colour-coded nuclei (the ColourCodedPredictor stand-in reads
-them back exactly), one truncated slide and bad manifest rows; one model worker is SIGKILLed
+them back exactly), one slide with a corrupt tile (its Ray reading task fails mid-slide) and bad
+manifest rows; one model worker is SIGKILLed
 mid-slide. Outputs must equal the single-slide path's, and two shards must equal the full run.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from nucleus_seg.cohort import Shard, read_manifest, run_cohort, slide_jobs
 from nucleus_seg.cohort.runner import CohortProgress, summary_csv_name
 from nucleus_seg.errors import InputError
 from nucleus_seg.slide_inference import SlideSettings, infer_slide
-from slides import write_aperio, write_truncated
+from slides import write_aperio, write_corrupt_tile
 from tests.standins import ColourCodedPredictor, PausingColourPredictor, colour_slide
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,20 +38,20 @@ PAUSE_AFTER = 9  # the first worker waits to be killed on its 9th tile: in row 1
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """Three slides, a truncated one, and a manifest with bad rows (missing file, duplicate slide,
+    """Three slides, one whose level 0 is corrupt two thirds down, and a manifest with bad rows (missing file, duplicate slide,
     bad MPP)."""
     folder = tmp_path_factory.mktemp("cohort")
     slides = []
     for k in range(3):
         image, _, _ = colour_slide(W, H, TISSUE, seed=k)
         slides.append(write_aperio(folder / f"s{k}.svs", image, mpp=0.25))
-    write_truncated(slides[0], folder / "broken.svs", keep=0.5)
+    write_corrupt_tile(slides[0], folder / "broken.svs")
     shutil.copy(slides[1], folder / "copy.svs")
     manifest = folder / "manifest.csv"
     manifest.write_text("slide,mpp\n"          # line 1
                         "s0.svs,\n"            # 2
-                        "broken.svs,\n"        # 3
-                        "s1.svs,0.25\n"        # 4
+                        "s1.svs,0.25\n"        # 3
+                        "broken.svs,\n"        # 4 (after two good slides: the killed worker has one)
                         "missing.svs,\n"       # 5
                         "s0.svs,\n"            # 6 duplicate of line 2
                         "copy.svs,-0.5\n"      # 7 bad MPP
@@ -64,7 +65,7 @@ def test_manifest_rows_are_checked_one_line_each(cohort):
     slides, problems, rows = read_manifest(cohort["manifest"])
     assert rows == 7
     assert [(s.line, s.path.name, s.name, s.mpp) for s in slides] == [
-        (2, "s0.svs", "s0", None), (3, "broken.svs", "broken", None), (4, "s1.svs", "s1", 0.25),
+        (2, "s0.svs", "s0", None), (3, "s1.svs", "s1", 0.25), (4, "broken.svs", "broken", None),
         (8, "s2.svs", "s2", None)]
     assert [(line, Path(path).name) for line, path, _ in problems] == [
         (5, "missing.svs"), (6, "s0.svs"), (7, "copy.svs")]
@@ -131,9 +132,9 @@ def test_the_plain_loop_engine_writes_the_single_slide_folders(cohort, tmp_path)
     report = run_cohort(cohort["manifest"], out, SETTINGS, ColourCodedPredictor,
                         shard=Shard(0, 2), engine="local", progress=False)
     assert [(r["line"], r["status"]) for r in report.rows] == [
-        (2, "done"), (4, "done"), (6, "failed"), (8, "done")]
+        (2, "done"), (4, "failed"), (6, "failed"), (8, "done")]
     assert sorted(p.name for p in out.iterdir()) == [
-        "cohort_summary.shard-0-of-2.csv", "s0", "s1", "s2"]
+        "broken", "cohort_summary.shard-0-of-2.csv", "s0", "s2"]
     job = slide_jobs(read_manifest(cohort["manifest"])[0], tmp_path / "ref", SETTINGS)[-1]
     infer_slide(job.slide.path, ColourCodedPredictor(), job.out_dir, job.settings)
     _assert_same_slide_outputs(job.out_dir, out / "s2")
@@ -218,9 +219,9 @@ def test_ray_cohort_survives_a_killed_worker_and_a_corrupt_slide(full_run, cohor
     rows = {r["line"]: r for r in report.rows}
     assert [r["line"] for r in report.rows] == [2, 3, 4, 5, 6, 7, 8]
     assert {line: r["status"] for line, r in rows.items()} == {
-        2: "done", 3: "failed", 4: "done", 5: "failed", 6: "failed", 7: "failed", 8: "done"}
-    assert "cannot read" in rows[3]["error"] or "truncated" in rows[3]["error"], rows[3]["error"]
-    assert rows[3]["attempts"] == 1  # bad input is not retried
+        2: "done", 3: "done", 4: "failed", 5: "failed", 6: "failed", 7: "failed", 8: "done"}
+    assert rows[4]["error"].startswith("cannot read level 0 at (576, 384)"), rows[4]["error"]
+    assert rows[4]["attempts"] == 1  # bad input is not retried
     # the killed worker's slide was tried again and resumed after its committed regions
     retried = [r for r in report.rows if r["status"] == "done" and r["attempts"] == 2]
     assert len(retried) == 1 and retried[0]["resumed_at_row"] == 1
@@ -234,8 +235,9 @@ def test_ray_cohort_survives_a_killed_worker_and_a_corrupt_slide(full_run, cohor
             continue
         infer_slide(job.slide.path, ColourCodedPredictor(), job.out_dir, job.settings)
         _assert_same_slide_outputs(job.out_dir, out / job.slide.name)
-    # the truncated slide failed on opening: no folder, nothing half-written
-    assert sorted(p.name for p in out.iterdir()) == ["cohort_summary.csv", "s0", "s1", "s2"]
+    assert sorted(p.name for p in out.iterdir()) == ["broken", "cohort_summary.csv", "s0", "s1",
+                                                     "s2"]
+    assert [p.name for p in (out / "broken").iterdir()] == [".partial"]  # nothing half-written
     csv_lines = (out / "cohort_summary.csv").read_text().splitlines()
     assert csv_lines[0].startswith("line,slide,folder,status,nuclei") and len(csv_lines) == 8
     table = report.table()
@@ -248,14 +250,15 @@ def test_ray_cohort_survives_a_killed_worker_and_a_corrupt_slide(full_run, cohor
 
 def test_rerunning_the_cohort_skips_finished_slides(full_run, cohort):
     out = full_run["out"]
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.parent != out}
+    finished = [p for name in ("s0", "s1", "s2") for p in (out / name).rglob("*")]
+    before = {p: p.stat().st_mtime_ns for p in finished}
     report = run_cohort(cohort["manifest"], out, SETTINGS, ColourCodedPredictor, workers=2,
                         progress=False)
-    assert [r["status"] for r in report.rows] == ["skipped", "failed", "skipped", "failed",
+    assert [r["status"] for r in report.rows] == ["skipped", "skipped", "failed", "failed",
                                                   "failed", "failed", "skipped"]
     first = {r["line"]: r for r in full_run["report"].rows}
     assert all(r["nuclei"] == first[r["line"]]["nuclei"] for r in report.rows)
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.parent != out} == before
+    assert {p: p.stat().st_mtime_ns for p in finished} == before  # the failed one is tried again
 
 
 def test_two_shards_together_equal_the_full_run(full_run, cohort, tmp_path):
@@ -268,7 +271,7 @@ def test_two_shards_together_equal_the_full_run(full_run, cohort, tmp_path):
     for name in ("s0", "s1", "s2"):
         _assert_same_slide_outputs(full / name, out / name)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["s0", "s1", "s2", summary_csv_name(Shard(0, 2)), summary_csv_name(Shard(1, 2))])
+        ["broken", "s0", "s1", "s2", summary_csv_name(Shard(0, 2)), summary_csv_name(Shard(1, 2))])
 
 
 def test_a_model_that_cannot_load_stops_the_run_with_one_line(ray_local, cohort, tmp_path):
