@@ -12,7 +12,6 @@ reported at the end (exit status 2) without stopping the others. See docs/infere
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,14 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import SLIDE_SUFFIXES, BatchReport, infer_inputs  # noqa: E402
 from nucleus_seg.inference.cli_options import (  # noqa: E402
-    add_slide_arguments, check_slide_arguments, slide_settings)
+    check_slide_arguments, slide_argument_parser, slide_settings)
 from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_slide_arguments(p)
+    p = slide_argument_parser(__doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="slide or image files, folders or glob patterns")
     args = p.parse_args(argv)

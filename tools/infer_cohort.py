@@ -15,7 +15,6 @@ See README.md ("Cohorts on Ray") and docs/inference.md.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,13 +24,11 @@ from nucleus_seg.cohort import ModelLoader, Shard, run_cohort  # noqa: E402
 from nucleus_seg.cohort.runner import DEFAULT_MAX_ATTEMPTS  # noqa: E402
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.cli_options import (  # noqa: E402
-    add_slide_arguments, check_slide_arguments, slide_settings)
+    check_slide_arguments, slide_argument_parser, slide_settings)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_slide_arguments(p)
+    p = slide_argument_parser(__doc__)
     p.add_argument("manifest", type=Path, help="CSV: slide[,mpp][,tissue] with a header row")
     p.add_argument("--address", default=None,
                    help="join a running Ray cluster: 'auto' (on a node of it) or ray://HEAD:10001; "

@@ -11,6 +11,14 @@ from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 ALWAYS = ("geojson", "parquet")  # written for every input; accepted in --format for old commands
 
 
+def slide_argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser described by the first paragraph of ``doc``, holding the slide arguments."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_slide_arguments(p)
+    return p
+
+
 def add_slide_arguments(p: argparse.ArgumentParser) -> None:
     """config, checkpoint, --out and every option of the single-slide path."""
     from ..slide_inference import EXTRAS, SlideSettings
@@ -86,4 +94,5 @@ def slide_settings(args, target_mpp: float):
         workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
 
 
-__all__ = ["ALWAYS", "add_slide_arguments", "check_slide_arguments", "slide_settings"]
+__all__ = ["ALWAYS", "add_slide_arguments", "check_slide_arguments", "slide_argument_parser",
+           "slide_settings"]
