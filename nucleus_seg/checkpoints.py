@@ -2,15 +2,32 @@
 errors, and the upstream COCO checkpoints the nucleus configs fine-tune from.
 
 :func:`load_checkpoint_file` is the only place a checkpoint is unpickled: mmengine's local-file
-scheme (``load_from``, ``--resume``; registered by :mod:`nucleus_seg.compat`) and the inference
-predictor (:func:`read_checkpoint`) both call it.
+scheme (``load_from``, ``--resume``, ``init_cfg`` checkpoints; registered by :mod:`nucleus_seg.compat`),
+the inference predictor and checkpoint ``meta`` reads (:func:`read_checkpoint`) all call it.
+
+Checkpoints are pickles, and unpickling can call anything the file names. So the file is read with
+torch's restricted unpickler (``weights_only=True``) plus exactly what mmengine and mmdet 2.x
+checkpoints need beyond torch's own allow-list (:func:`checkpoint_globals`: numpy arrays, scalars
+and dtypes under the numpy 1 and numpy 2 names, mmengine's ``HistoryBuffer``). The allow-list is
+added only for the duration of each read (:func:`torch.serialization.safe_globals`), so the
+package's trust decisions do not leak into other ``torch.load`` calls of the same process. A file
+whose pickle calls anything else is refused with one line naming the call. Legacy files that need
+more load only inside :func:`trusted_checkpoints` (``--trust-checkpoint`` of the tools), which
+runs whatever code the file holds.
 
 Nothing is downloaded at run time: the user fetches the file once by hand (README "Checkpoints")
 and the config's ``load_from`` points at ``data/checkpoints/<file name>``.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os.path as osp
+import pickle
+import re
+import threading
+import warnings
 
 from .errors import InputError
 
@@ -54,26 +71,144 @@ def check_checkpoint(path) -> None:
         raise InputError(path, f"checkpoint not found; {CHECKPOINT_HINT}")
 
 
-def load_checkpoint_file(filename, map_location=None):
-    """Unpickle the local checkpoint ``filename`` (FileNotFoundError if it is not a file).
+TRUST_FLAG = "--trust-checkpoint"
+_trusted = contextvars.ContextVar("nucleus_seg_trusted_checkpoints", default=False)
+_allow_list_lock = threading.RLock()
 
-    mmengine's checkpoints (and the mmdet 2.x ones of the model zoo) hold numpy arrays, dtypes,
-    ``HistoryBuffer`` objects and config text, which ``torch.load``'s default since torch 2.6
-    (``weights_only=True``) rejects, so the file is loaded with ``weights_only=False``: it runs the
-    pickle's code, load only files you trust (see compat.py, fix 1)."""
+# mmengine's HistoryBuffer pickles its statistics table, whose values are its own methods; under
+# pickle protocol 2 a method is written as getattr(HistoryBuffer, 'mean'). Only these lookups pass.
+HISTORY_BUFFER_STATISTICS = ("min", "max", "current", "mean")
+
+
+def _history_buffer_statistic(owner, name):
+    """Stands in for ``builtins.getattr`` while a checkpoint is read: HistoryBuffer's own
+    statistics methods only, so a pickle cannot reach any other attribute of an allowed object."""
+    from mmengine.logging import HistoryBuffer
+
+    if owner is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
+        return getattr(owner, name)
+    owner_name = f"{getattr(owner, '__module__', '?')}.{getattr(owner, '__qualname__', type(owner).__name__)}"
+    raise pickle.UnpicklingError(f"refused call: builtins.getattr({owner_name}, {name!r})")
+
+
+@functools.lru_cache(maxsize=1)
+def checkpoint_globals() -> tuple:
+    """What mmengine and mmdet 2.x checkpoints need beyond torch's own ``weights_only`` allow-list,
+    as (object, name in the pickle) pairs; found by saving real ones (tests/test_checkpoint_safety.py).
+
+    numpy arrays and scalars (HistoryBuffer logs, ``eta``, seeds) are rebuilt by
+    ``numpy._core.multiarray`` functions, spelled ``numpy.core.multiarray`` in files written under
+    numpy 1, so both names map to the installed functions. numpy 2 dtypes are instances of
+    per-type classes (``numpy.dtypes.Float64DType``) whose state unpickling sets; only numeric and
+    bool dtypes are allowed (no object arrays)."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1
+        from numpy.core import multiarray
+    allowed = [(np.ndarray, "numpy.ndarray"), (np.dtype, "numpy.dtype"),
+               (HistoryBuffer, "mmengine.logging.history_buffer.HistoryBuffer"),
+               (_history_buffer_statistic, "builtins.getattr")]
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):  # numpy 2 / numpy 1 files
+        allowed += [(multiarray._reconstruct, f"{module}._reconstruct"),
+                    (multiarray.scalar, f"{module}.scalar")]
+    for code in np.typecodes["AllInteger"] + np.typecodes["AllFloat"] + "?":
+        cls = type(np.dtype(code))
+        if cls is not np.dtype:
+            allowed.append((cls, f"{cls.__module__}.{cls.__qualname__}"))
+    return tuple(dict.fromkeys(allowed))
+
+
+@contextlib.contextmanager
+def _checkpoint_globals_allowed():
+    """:func:`checkpoint_globals` allowed for this block only. Entries the user had already allowed
+    are left alone (safe_globals would remove them on exit); the lock keeps two threads' blocks from
+    removing each other's entries."""
+    import torch
+
+    with _allow_list_lock:
+        present = set(torch.serialization.get_safe_globals())
+        with torch.serialization.safe_globals([g for g in checkpoint_globals() if g not in present]):
+            yield
+
+
+@contextlib.contextmanager
+def trusted_checkpoints(enabled: bool = True):
+    """Within this block (in this thread / context), a checkpoint that the restricted reader refuses
+    is unpickled in full instead: it runs whatever code the file holds. Only for files you trust
+    (``--trust-checkpoint``); files that pass the restricted reader are read by it all the same."""
+    token = _trusted.set(bool(enabled) or _trusted.get())
+    try:
+        yield
+    finally:
+        _trusted.reset(token)
+
+
+def add_trust_argument(parser) -> None:
+    """The tools' ``--trust-checkpoint`` flag (train, test, infer)."""
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="also load a checkpoint whose pickle calls more than weights, numpy "
+                             "values and mmengine's logs need (a legacy file): unpickling it runs "
+                             "whatever code it holds, so use this only for files you trust")
+
+
+class TrustedCheckpointWarning(UserWarning):
+    """A checkpoint the restricted reader refused was unpickled in full (trusted by the user)."""
+
+
+# torch's weights_only refusals: a global outside the allow-list (its message drops "builtins."),
+# our getattr stand-in, or an object of a type it may not build.
+_REFUSAL_PATTERNS = (re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)"),
+                     re.compile(r"refused call: (\S+\(.*?\))"),
+                     re.compile(r"but got <class '([^']+)'>"))
+
+
+def _refused_call(message: str):
+    """The call a weights_only refusal names, or None for other unpickling errors (a corrupt file)."""
+    for pattern in _REFUSAL_PATTERNS:
+        match = pattern.search(message)
+        if match:
+            name = match.group(1)
+            return name if "." in name else f"builtins.{name}"
+    return None
+
+
+def load_checkpoint_file(filename, map_location=None, *, trust=None):
+    """Unpickle the local checkpoint ``filename`` with the restricted reader (FileNotFoundError if it
+    is not a file). A pickle that calls anything :func:`checkpoint_globals` and torch do not allow is
+    refused with an :class:`InputError` naming the call, unless ``trust`` (default: inside
+    :func:`trusted_checkpoints`), which unpickles it in full with a :class:`TrustedCheckpointWarning`."""
     import torch
 
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f"{filename} can not be found.")
+    try:
+        with _checkpoint_globals_allowed():
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        call = _refused_call(str(exc))
+        if call is None:
+            raise
+    if not (_trusted.get() if trust is None else trust):
+        raise InputError(filename, f"refused to load: its pickle calls {call}, which a checkpoint does "
+                                   f"not need (checkpoints are pickles; pass {TRUST_FLAG} only for "
+                                   f"files you trust)")
+    warnings.warn(TrustedCheckpointWarning(f"{filename}: unpickled in full ({TRUST_FLAG}); "
+                                           f"its pickle calls {call}"), stacklevel=2)
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
-    """A checkpoint as a dict, with one-line InputErrors for a missing, unreadable or non-model file."""
+def read_checkpoint(path, map_location="cpu", *, trust=None) -> dict:
+    """A checkpoint as a dict, with one-line InputErrors for a missing, unreadable, refused (see
+    :func:`load_checkpoint_file`, ``trust``) or non-model file."""
     check_checkpoint(path)
     try:
-        ckpt = load_checkpoint_file(path, map_location)
+        ckpt = load_checkpoint_file(path, map_location, trust=trust)
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict):

@@ -9,13 +9,14 @@ offers, and each has a test in ``tests/test_compat.py``.
 Fixes
 -----
 1. ``torch.load`` defaults to ``weights_only=True`` since torch 2.6. mmengine's checkpoints (and the
-   mmdet 2.x checkpoints of the model zoo) pickle numpy arrays/dtypes, ``HistoryBuffer`` objects and
-   config text in ``meta``/``message_hub``, so ``load_from`` and ``--resume`` fail with
+   mmdet 2.x checkpoints of the model zoo) pickle numpy arrays/scalars/dtypes and ``HistoryBuffer``
+   objects in ``meta``/``message_hub``, so ``load_from`` and ``--resume`` fail with
    ``UnpicklingError``. mmengine resolves every local path through ``CheckpointLoader``'s scheme table;
    we re-register the local-file scheme (prefix ``''``) with the package's one checkpoint reader,
-   :func:`nucleus_seg.checkpoints.load_checkpoint_file`, which passes ``weights_only=False``.
-   Checkpoints are pickles: load only files you trust (as with mmengine before torch 2.6). Remote
-   schemes are untouched (nothing here downloads).
+   :func:`nucleus_seg.checkpoints.load_checkpoint_file`, which stays on torch's restricted unpickler
+   and allows exactly those types for the duration of each read; a pickle that calls anything else
+   is refused with one line naming the call (``--trust-checkpoint`` opts in for legacy files).
+   Remote schemes are untouched (nothing here downloads; torch's default restricted load applies).
 2. mmengine 0.10.7 imports ``pkg_resources``, which setuptools deprecates loudly (and removed in 81,
    hence the ``setuptools<81`` pin). The warning is filtered in ``nucleus_seg/__init__.py`` (it must be in
    place before mmengine is first imported), so tools keep their one-line errors.

@@ -288,3 +288,28 @@ def test_large_region_annotation_is_rasterised_per_tile_only():
         [("Region", 0, 0, (128, 128), 128 * 128)], [("Region", 0, 0, (128, 128), 128 * 128)],
         [("Region", 0, 0, (72, 128), 72 * 128)], [("Region", 0, 0, (72, 128), 72 * 128)]]
     assert (clipped, empty) == (4, 0)
+
+
+def test_failed_validation_leaves_no_tiles_and_existing_ones_untouched(tmp_path):
+    import cv2
+    from nucleus_seg.validation import ProblemsError
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8))
+    ring = np.ones((10, 10), bool)
+    ring[3:7, 3:7] = False                              # COCO polygons cannot hold this hole
+    export = tmp_path / "img.geojson"
+    export.write_text(json.dumps([{"type": "Feature", "geometry": geojson_geometry(MaskCrop(5, 5, ring)),
+                                   "properties": {"objectType": "detection"}}]))
+    out = tmp_path / "new" / "out"
+    with pytest.raises(ProblemsError, match="validation failed"):
+        geojson2coco(image, export, out, tile=32, segmentation="polygon", validate=True)
+    assert not (tmp_path / "new").exists()              # no tiles, no JSON, not even the folders
+
+    out = tmp_path / "out"
+    geojson2coco(image, export, out, tile=32, validate=True)     # RLE keeps the hole: passes
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len(before) == 5                               # 4 tiles + instance_all.json
+    cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))      # a rerun would write other tiles
+    with pytest.raises(ProblemsError):
+        geojson2coco(image, export, out, tile=32, segmentation="polygon", validate=True, overwrite=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -1,6 +1,7 @@
 """PanNuke fold -> PNG + COCO, on fixtures written in the released on-disk format (float64 arrays,
 6 mask channels with background last, tissue names as a string array)."""
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ from nucleus_seg.categories import PANNUKE_CHANNELS, PANNUKE_CLASSES
 from nucleus_seg.converters import convert_pannuke, pannuke2coco, validate_coco
 from nucleus_seg.converters.validate import pannuke_sources
 from nucleus_seg.errors import InputError
+from nucleus_seg.validation import ProblemsError
 
 SIZE = 256
 
@@ -106,7 +108,50 @@ def test_bad_arrays_are_errors(fold, tmp_path):
     np.save(masks_path, masks)
     with pytest.raises(InputError, match="patch 1, channel neoplastic: instance ids must be"):
         convert_pannuke(fold_dir, tmp_path / "out", progress=False)
-    assert not list((tmp_path / "out" / "images").glob("*.png"))  # a failed run leaves no images
+    assert not (tmp_path / "out").exists()  # a failed run leaves nothing, not even its folders
     masks_path.unlink()
     with pytest.raises(InputError, match="no masks.npy found"):
         convert_pannuke(fold_dir, tmp_path / "out", progress=False)
+
+
+def _add_nucleus_with_a_hole(fold_dir):
+    """A ring-shaped nucleus: COCO polygons cannot hold its hole, so --polygons fails validation."""
+    masks_path = fold_dir / "masks" / "fold1" / "masks.npy"
+    masks = np.load(masks_path)
+    masks[1, 30:40, 30:40, channel("connective")] = 5
+    masks[1, 33:37, 33:37, channel("connective")] = 0
+    np.save(masks_path, masks)
+
+
+def _tree(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_failed_validation_writes_nothing(fold, tmp_path):
+    fold_dir, _ = fold
+    _add_nucleus_with_a_hole(fold_dir)
+    out_dir = tmp_path / "new" / "out"
+    with pytest.raises(ProblemsError, match="instance_fold1.json: validation failed"):
+        pannuke2coco(fold_dir, out_dir, segmentation="polygon", validate=True, progress=False)
+    assert not (tmp_path / "new").exists()  # not even the folders it made
+
+
+def test_failed_validation_leaves_existing_files_untouched(fold, tmp_path):
+    fold_dir, _ = fold
+    out_dir = tmp_path / "out"
+    pannuke2coco(fold_dir, out_dir, validate=True, progress=False)
+    (out_dir / "notes.txt").write_text("the user's own file")
+    before = _tree(out_dir)
+    images_path = fold_dir / "images" / "fold1" / "images.npy"
+    np.save(images_path, 255 - np.load(images_path))  # a rerun would write different PNGs
+    _add_nucleus_with_a_hole(fold_dir)
+    with pytest.raises(ProblemsError):
+        pannuke2coco(fold_dir, out_dir, segmentation="polygon", validate=True, overwrite=True,
+                     progress=False)
+    assert _tree(out_dir) == before
+    assert sorted(p.name for p in out_dir.iterdir()) == ["images", "instance_fold1.json", "notes.txt"]
+    pannuke2coco(fold_dir, out_dir, validate=True, overwrite=True, progress=False)  # RLE holds the hole
+    after = _tree(out_dir)
+    assert after.keys() == before.keys() and after[Path("images/fold1_00000.png")] != before[
+        Path("images/fold1_00000.png")]
+    assert len(json.loads(after[Path("instance_fold1.json")])["annotations"]) == 6

@@ -159,3 +159,18 @@ def test_bundled_sample_scored_against_itself(sample_root):
         assert all(ev.summary[k] == 1.0 for k in ("AJI", "AJI_plus", "PQ", "Dice")), ev.summary
     stats = coco_ap(gt, res, "segm")
     assert stats["mAP"] == 1.0 and stats["AR@100"] < 1.0  # more than 100 nuclei in some image
+
+
+def test_evaluate_tool_scores_without_importing_mmdetection_or_torch():
+    # docs/metrics.md: the mmengine metrics stay out of `import nucleus_seg.metrics`, so scoring a
+    # results file on disk does not pay for MMDetection.
+    import os
+    import subprocess
+    import sys
+    code = ("import runpy, sys\nsys.argv = ['evaluate.py', '--help']\ntry:\n"
+            "    runpy.run_path('tools/evaluate.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('mmdet', 'mmengine', 'torch') if m in sys.modules))")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import collections
+import zipfile
 
 import torch
 
 import nucleus_seg.register  # noqa: F401
 from nucleus_seg.config_utils import load_config
+from tests.checkpoint_files import mmdet2_meta, pickle_globals, save_mmdet2_style
 
 R50 = "configs/nucleus/mask-rcnn_r50-caffe_fpn_ms-poly-3x_nucleus.py"
 
@@ -19,7 +21,8 @@ def _build(cfg_model):
 
 
 def _mmdet2_coco_checkpoint(path):
-    """An 80-class COCO model saved the way mmdet 2.x did: meta with CLASSES, mmcv 1.x, config text."""
+    """An 80-class COCO model saved the way mmdet 2.x published it (tests/checkpoint_files.py: meta
+    with CLASSES, mmcv 1.x version, config text, numpy seed; legacy format, numpy 1 names)."""
     cfg = load_config(R50)
     cfg.model.roi_head.bbox_head.num_classes = 80
     cfg.model.roi_head.mask_head.num_classes = 80
@@ -27,11 +30,8 @@ def _mmdet2_coco_checkpoint(path):
     coco_model = _build(cfg.model)
     coco_model.init_weights()
     state = collections.OrderedDict((k, v.clone()) for k, v in coco_model.state_dict().items())
-    meta = dict(mmdet_version="2.25.1", mmcv_version="1.7.0", env_info="sys.platform: linux",
-                CLASSES=tuple(f"class{i}" for i in range(80)), epoch=36, iter=263000,
-                config="model = dict(type='MaskRCNN')", time="Mon May  4 16:32:45 2020")
-    torch.save(dict(meta=meta, state_dict=state,
-                    optimizer=dict(state={}, param_groups=[dict(lr=0.02, params=[0, 1])])), path)
+    meta = mmdet2_meta([f"class{i}" for i in range(80)], config_text="model = dict(type='MaskRCNN')")
+    save_mmdet2_style(path, state, meta)
     return state
 
 
@@ -39,9 +39,13 @@ def test_mmdet2_checkpoint_loads_into_the_single_class_model(tmp_path):
     from mmengine.runner import load_checkpoint
     path = tmp_path / "mask_rcnn_coco_mmdet2.pth"
     coco_state = _mmdet2_coco_checkpoint(path)
+    assert not zipfile.is_zipfile(path)  # the legacy format, with numpy 1's names for numpy values
+    assert "numpy.core.multiarray.scalar" in pickle_globals(path)
 
     model = _build(load_config(R50).model)
-    load_checkpoint(model, str(path), map_location="cpu", strict=False)  # what load_from does
+    # what load_from does, through the package's restricted reader (nucleus_seg.compat fix 1)
+    ckpt = load_checkpoint(model, str(path), map_location="cpu", strict=False)
+    assert len(ckpt["meta"]["CLASSES"]) == 80 and ckpt["meta"]["seed"] == 1405846721
     state = model.state_dict()
     shared = [k for k in state if k in coco_state and state[k].shape == coco_state[k].shape]
     # Backbone, neck, RPN and the class-agnostic head layers come from the checkpoint ...

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from nucleus_seg.checkpoints import trusted_checkpoints  # noqa: E402
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import SLIDE_SUFFIXES, BatchReport, infer_inputs  # noqa: E402
 from nucleus_seg.inference.cli_options import (  # noqa: E402
@@ -51,8 +52,9 @@ def main(argv=None) -> int:
     if device is None:
         import torch
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
-                               args.max_per_img, args.scale_factor)
+    with trusted_checkpoints(args.trust_checkpoint):
+        predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
+                                   args.max_per_img, args.scale_factor)
     settings = slide_settings(args, args.model_mpp or model_mpp(predictor.model.cfg))
     infer_inputs(files, predictor, args.out, settings, report)
     print(report.format())

@@ -22,6 +22,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from nucleus_seg.errors import run_cli  # noqa: E402  (first: it quiets mmengine's import)
+from nucleus_seg.checkpoints import add_trust_argument, trusted_checkpoints  # noqa: E402
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -45,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--score-thr", type=float, default=0.5, help="score threshold for --show-dir")
     p.add_argument("--work-dir", help="where the test log goes (default work_dirs/<config name>)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
+    add_trust_argument(p)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     p.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = p.parse_args(argv)
@@ -55,9 +57,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    with trusted_checkpoints(args.trust_checkpoint):
+        return run(args)
+
+
+def run(args) -> int:
     from nucleus_seg.runner import format_scores, run_test
 
-    args = parse_args(argv)
     scores, _ = run_test(args.config, args.checkpoint, out_prefix=args.out_prefix,
                          show_dir=args.show_dir, out_metrics=args.out_metrics,
                          score_thr=args.score_thr, overwrite=args.overwrite,

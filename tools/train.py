@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from nucleus_seg.errors import run_cli  # noqa: E402  (first: it quiets mmengine's import)
+from nucleus_seg.checkpoints import add_trust_argument, trusted_checkpoints  # noqa: E402
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -35,6 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=None, help="random seed (default: config or random)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction,
                    help="override config settings, e.g. train_cfg.max_epochs=12")
+    add_trust_argument(p)
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     p.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = p.parse_args(argv)
@@ -43,9 +45,14 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    with trusted_checkpoints(args.trust_checkpoint):  # load_from / --resume are read inside train()
+        return run(args)
+
+
+def run(args) -> int:
     from nucleus_seg.runner import build_train_config, train
 
-    args = parse_args(argv)
     cfg = build_train_config(args.config, work_dir=args.work_dir, data_root=args.data_root,
                              resume=args.resume, amp=args.amp, no_pretrained=args.no_pretrained,
                              time_budget=args.time_budget, no_validate=args.no_validate,

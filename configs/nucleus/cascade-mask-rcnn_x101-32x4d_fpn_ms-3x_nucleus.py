@@ -6,6 +6,8 @@ _base_ = [
 
 # Cascade heads and their train settings are per-stage lists; lists replace rather than merge, so
 # each stage is rebuilt from upstream's with only the class count / dense sampling changed.
+# The dense-tissue pieces of _base_/dense_scene.py are assigned here in every nucleus config, as
+# mmengine's rules force: `model` comes from the mmdet:: base and a key may not come from two bases.
 model = dict(
     backbone=dict(init_cfg=None),  # the full COCO checkpoint (load_from) replaces ImageNet weights
     roi_head=dict(

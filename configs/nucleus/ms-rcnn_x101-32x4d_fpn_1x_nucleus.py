@@ -4,6 +4,8 @@ _base_ = [
     './_base_/nucleus_dataset.py', './_base_/dense_scene.py', './_base_/schedule_finetune.py'
 ]
 
+# The dense-tissue pieces of _base_/dense_scene.py are assigned here in every nucleus config, as
+# mmengine's rules force: `model` comes from the mmdet:: base and a key may not come from two bases.
 model = dict(
     backbone=dict(init_cfg=None),  # the full COCO checkpoint (load_from) replaces ImageNet weights
     roi_head=dict(

@@ -258,16 +258,19 @@ class ModelLoader:
     score_thr: float = 0.5
     max_per_img: int = 1000
     scale_factor: Optional[float] = None
+    trust_checkpoint: bool = False  # --trust-checkpoint: see nucleus_seg.checkpoints
 
     def __call__(self):
+        from ..checkpoints import trusted_checkpoints
         from ..inference.predictor import load_predictor
 
         device = self.device
         if device is None:
             import torch
             device = "cuda:0" if torch.cuda.is_available() else "cpu"
-        return load_predictor(self.config, self.checkpoint, device, self.score_thr,
-                              self.max_per_img, self.scale_factor)
+        with trusted_checkpoints(self.trust_checkpoint):
+            return load_predictor(self.config, self.checkpoint, device, self.score_thr,
+                                  self.max_per_img, self.scale_factor)
 
 
 __all__ = ["CohortProgress", "CohortReport", "ModelLoader", "SlideJob", "run_cohort", "run_job",

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..categories import NUCLEUS_CLASSES, coco_categories
 from ..errors import InputError
-from ..fileio import atomic_write_bytes, check_writable
+from ..fileio import StagedOutputs, atomic_write_bytes, check_writable
 from ..geometry import MaskCrop, geojson_rings, rasterise_rings
 from ..image_io import is_image_file
 from ..qupath import class_name, object_type, properties, read_geojson_features
@@ -286,14 +286,17 @@ def _write_png(path: Path, rgb: np.ndarray, overwrite: bool) -> None:
 
 def convert_geojson(sources: Sequence[GeojsonSource], image_root, tiles_dir, options: GeojsonOptions,
                     segmentation: str = "rle", cut_tiles: bool = False, skip_empty: bool = False,
-                    overwrite: bool = False) -> Tuple[dict, GeojsonReport, Dict[int, tuple]]:
+                    overwrite: bool = False, staging: Optional[StagedOutputs] = None
+                    ) -> Tuple[dict, GeojsonReport, Dict[int, tuple]]:
     """COCO dict of the images / tiles of ``sources`` with their QuPath objects, and the report.
 
     Without ``cut_tiles`` each source is an ordinary image referred to where it is (``file_name``
     relative to ``image_root``). With it, each source's region is cut into tiles written as
     ``<tiles_dir>/<stem>_x<X>_y<Y>.png`` (X, Y in QuPath's frame; ``file_name`` relative to
     ``image_root``). Every export is read and checked before any tile is written, so bad input
-    leaves nothing behind. ``skip_empty`` leaves out tiles without any instance. Also returns, per
+    leaves nothing behind. With ``staging`` (:class:`nucleus_seg.fileio.StagedOutputs`) the tiles
+    are written into it and appear only when the caller's block ends (after validation, in
+    ``geojson2coco``). ``skip_empty`` leaves out tiles without any instance. Also returns, per
     image id, (export path, its objects, the image's window) for :func:`geojson_sources`."""
     from ..slide import open_slide
 
@@ -327,6 +330,8 @@ def convert_geojson(sources: Sequence[GeojsonSource], image_root, tiles_dir, opt
                 if path in tile_path.values():
                     raise InputError(source.image_path, f"a second source writes tile {path.name} "
                                      "(sources need distinct file names)")
+                if staging is not None:
+                    staging.path(path)  # claimed now, written into the staging folder
                 tile_path[(id(source), x0, y0)] = check_writable(path, overwrite)
     images, pending, placements = [], [], {}
     for source, (ox, oy), windows, kept_per_tile, objects in plans:
@@ -337,8 +342,8 @@ def convert_geojson(sources: Sequence[GeojsonSource], image_root, tiles_dir, opt
                     continue
                 if cut_tiles:
                     image_path = tile_path[(id(source), x0, y0)]
-                    _write_png(image_path, reader.read_region(x0 + ox, y0 + oy, 0, x1 - x0, y1 - y0),
-                               overwrite)
+                    _write_png(image_path if staging is None else staging.staged_path(image_path),
+                               reader.read_region(x0 + ox, y0 + oy, 0, x1 - x0, y1 - y0), overwrite)
                 else:
                     image_path = source.image_path
                 image = {"id": len(images) + 1, "file_name": relative_file_name(image_path, image_root),

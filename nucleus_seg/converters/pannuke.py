@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..categories import NUCLEUS_CLASSES, PANNUKE_CHANNELS, PANNUKE_CLASSES, coco_categories
 from ..errors import InputError
-from ..fileio import atomic_write_bytes, check_writable
+from ..fileio import StagedOutputs, atomic_write_bytes
 from ..geometry import MaskCrop, label_map_crops
 from .annotations import instance_annotation
 from .dsb import ConversionReport
@@ -94,9 +94,19 @@ def fold_name(fold_dir) -> str:
 
 def convert_pannuke(fold_dir, out_dir, name: Optional[str] = None, single_class: bool = False,
                     segmentation: str = "rle", overwrite: bool = False, progress: bool = True,
-                    arrays: Optional[Dict[str, Path]] = None) -> Tuple[dict, ConversionReport]:
+                    arrays: Optional[Dict[str, Path]] = None,
+                    staging: Optional[StagedOutputs] = None) -> Tuple[dict, ConversionReport]:
     """Write ``<out_dir>/images/<name>_<index>.png`` and return the COCO dict (file_name relative
-    to ``out_dir``). Every patch becomes an image, with or without nuclei."""
+    to ``out_dir``). Every patch becomes an image, with or without nuclei.
+
+    The images are written into ``staging`` (:class:`nucleus_seg.fileio.StagedOutputs`), so a caller
+    can validate the result before any of them appears (``pannuke2coco``); without one they are moved
+    into place when the whole fold has converted. Either way a failed run leaves nothing behind and
+    files that existed are untouched."""
+    if staging is None:
+        with StagedOutputs(out_dir, overwrite) as own:
+            return convert_pannuke(fold_dir, out_dir, name, single_class, segmentation, overwrite,
+                                   progress, arrays, own)
     arrays = arrays or find_fold_arrays(fold_dir)
     images, masks, tissues = load_fold(arrays)
     name = name or fold_name(fold_dir)
@@ -105,35 +115,25 @@ def convert_pannuke(fold_dir, out_dir, name: Optional[str] = None, single_class:
     category_ids = {c: (1 if single_class else class_names.index(c) + 1) for c in PANNUKE_CLASSES}
     n, height, width = images.shape[:3]
     file_names = [f"images/{name}_{i:05d}.png" for i in range(n)]
-    for file_name in file_names:  # refuse before writing anything, not halfway through
-        check_writable(out_dir / file_name, overwrite)
+    staged = [staging.path(out_dir / f) for f in file_names]  # refuses existing files before any work
 
     report = ConversionReport()
-    coco_images, annotations, written = [], [], []
-    try:
-        for i in tqdm(range(n), desc="patches", unit="patch", disable=None if progress else True):
-            rgb = np.asarray(images[i])
-            if not np.isfinite(rgb).all() or rgb.min() < 0 or rgb.max() > 255:
-                raise InputError(arrays["images.npy"], f"patch {i}: values outside 0..255")
-            for class_name, _, crop in patch_instances(masks[i], arrays["masks.npy"], i):
-                ann = instance_annotation(crop, height, width, segmentation)
-                annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
-                                    "category_id": category_ids[class_name], **ann})
-            bgr = np.ascontiguousarray(np.rint(rgb[..., ::-1]).astype(np.uint8))
-            ok, png = cv2.imencode(".png", bgr)
-            if not ok:
-                raise InputError(out_dir / file_names[i], "PNG encoding failed")
-            existed = (out_dir / file_names[i]).exists()
-            atomic_write_bytes(out_dir / file_names[i], png.tobytes(), overwrite)
-            if not existed:
-                written.append(out_dir / file_names[i])
-            coco_images.append({"id": i + 1, "file_name": file_names[i], "height": int(height),
-                                "width": int(width), "tissue": tissues[i], "pannuke_index": i})
-    except BaseException:
-        # A failed run leaves no half set of images behind (only files this run created).
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    coco_images, annotations = [], []
+    for i in tqdm(range(n), desc="patches", unit="patch", disable=None if progress else True):
+        rgb = np.asarray(images[i])
+        if not np.isfinite(rgb).all() or rgb.min() < 0 or rgb.max() > 255:
+            raise InputError(arrays["images.npy"], f"patch {i}: values outside 0..255")
+        for class_name, _, crop in patch_instances(masks[i], arrays["masks.npy"], i):
+            ann = instance_annotation(crop, height, width, segmentation)
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
+                                "category_id": category_ids[class_name], **ann})
+        bgr = np.ascontiguousarray(np.rint(rgb[..., ::-1]).astype(np.uint8))
+        ok, png = cv2.imencode(".png", bgr)
+        if not ok:
+            raise InputError(out_dir / file_names[i], "PNG encoding failed")
+        atomic_write_bytes(staged[i], png.tobytes())
+        coco_images.append({"id": i + 1, "file_name": file_names[i], "height": int(height),
+                            "width": int(width), "tissue": tissues[i], "pannuke_index": i})
     report.images, report.annotations = len(coco_images), len(annotations)
     coco = {"images": coco_images, "annotations": annotations,
             "categories": coco_categories(class_names)}

@@ -1,16 +1,18 @@
 """End-to-end conversions behind the CLIs: refuse to clobber, convert, optionally validate, write.
 
 Every output path is checked before any work starts (an existing file is an error unless
-``overwrite``), validation runs before anything is written, and each JSON is written atomically.
+``overwrite``), validation runs before anything is written (PanNuke images and GeoJSON tiles are
+staged until it passes: :class:`nucleus_seg.fileio.StagedOutputs`), and each JSON is written atomically.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import InputError
-from ..fileio import atomic_write_json, check_writable, load_json
+from ..fileio import StagedOutputs, atomic_write_json, check_writable, load_json
 from ..image_io import is_image_file
 from ..validation import Problem, limit_lines, raise_problems
 from .dsb import ConversionReport, as_root_list, convert_dsb, default_image_root
@@ -121,29 +123,43 @@ def geojson2coco(images, geojsons, out_dir, options: Optional[GeojsonOptions] = 
     ``<out_dir>/images/`` (file_name relative to it by default)."""
     options = options or GeojsonOptions()
     outputs = coco_outputs(out_dir, val_ratio)
-    _check_outputs(outputs, overwrite)
     if val_ratio:
         check_val_ratio(val_ratio)
     if tile is not None and tile <= 0:
         raise InputError(None, f"--tile must be a positive number of pixels, got {tile}")
-    sources, notes = pair_geojson_files(images, geojsons, suffix)
-    cut_tiles = tile is not None or region is not None or any(
-        not is_image_file(s.image_path) for s in sources)
-    for source in sources:
-        source.region, source.tile = region, tile
-    tiles_dir = Path(out_dir) / "images"
-    if image_root is None:
-        image_root = tiles_dir if cut_tiles else (Path(images) if Path(images).is_dir()
-                                                  else Path(images).parent)
-    coco, report, placements = convert_geojson(sources, image_root, tiles_dir, options, segmentation,
-                                               cut_tiles, skip_empty, overwrite)
-    report.notes = notes + report.notes
-    if validate:
-        read = geojson_sources(placements, coco, image_root, options.min_area)
-        raise_if_problems(validate_coco(coco, out_dir, read, min_polygon_iou), out_dir)
-    write_coco_split(coco, outputs, {im["id"]: im["file_name"] for im in coco["images"]}, val_ratio,
-                     seed, overwrite)
+    # Tiles and COCO files are staged: they appear (the COCO files last) only once validation has
+    # passed, and a refused or failed run leaves nothing behind.
+    with StagedOutputs(out_dir, overwrite) as staging:
+        staged_outputs = [staging.path(path, last=True) for path in outputs]  # refused before the work
+        sources, notes = pair_geojson_files(images, geojsons, suffix)
+        cut_tiles = tile is not None or region is not None or any(
+            not is_image_file(s.image_path) for s in sources)
+        for source in sources:
+            source.region, source.tile = region, tile
+        tiles_dir = Path(out_dir) / "images"
+        if image_root is None:
+            image_root = tiles_dir if cut_tiles else (Path(images) if Path(images).is_dir()
+                                                      else Path(images).parent)
+        coco, report, placements = convert_geojson(sources, image_root, tiles_dir, options, segmentation,
+                                                   cut_tiles, skip_empty, overwrite, staging)
+        report.notes = notes + report.notes
+        if validate:
+            read = _staged_images(geojson_sources(placements, coco, image_root, options.min_area),
+                                  staging, image_root)
+            raise_if_problems(validate_coco(coco, out_dir, read, min_polygon_iou), out_dir)
+        write_coco_split(coco, staged_outputs, {im["id"]: im["file_name"] for im in coco["images"]},
+                         val_ratio, seed, overwrite)
     return outputs, report, coco
+
+
+def _staged_images(read, staging: StagedOutputs, image_root):
+    """The source reader ``read``, pointed at the staged copy of each image not yet in place."""
+    def read_staged(image):
+        staged = staging.staged_path(Path(image_root) / image["file_name"])
+        if staged is None:
+            return read(image)
+        return read(dict(image, file_name=os.path.relpath(staged, image_root)))
+    return read_staged
 
 
 def images2coco(folder, out, ids_file=None, image_root=None, validate: bool = False,
@@ -162,17 +178,19 @@ def pannuke2coco(fold_dir, out_dir, name: Optional[str] = None, single_class: bo
                  segmentation: str = "rle", validate: bool = False, overwrite: bool = False,
                  progress: bool = True, min_polygon_iou: float = DEFAULT_MIN_POLYGON_IOU
                  ) -> Tuple[Path, ConversionReport]:
-    """PanNuke fold -> ``<out_dir>/images/*.png`` + ``<out_dir>/instance_<name>.json``."""
+    """PanNuke fold -> ``<out_dir>/images/*.png`` + ``<out_dir>/instance_<name>.json``. The images
+    are staged and appear, JSON last, only once conversion and validation have passed."""
     arrays = find_fold_arrays(fold_dir)
     name = name or fold_name(fold_dir)
     out = Path(out_dir) / f"instance_{name}.json"
-    check_writable(out, overwrite)
-    coco, report = convert_pannuke(fold_dir, out_dir, name, single_class, segmentation,
-                                   overwrite, progress, arrays)
-    if validate:
-        raise_if_problems(validate_coco(coco, out, pannuke_sources(fold_dir, coco["categories"]),
-                                        min_polygon_iou), out)
-    atomic_write_json(out, coco, overwrite)
+    with StagedOutputs(out_dir, overwrite) as staging:
+        staged_json = staging.path(out, last=True)  # refuses an existing JSON before the slow part
+        coco, report = convert_pannuke(fold_dir, out_dir, name, single_class, segmentation,
+                                       overwrite, progress, arrays, staging)
+        if validate:
+            raise_if_problems(validate_coco(coco, out, pannuke_sources(fold_dir, coco["categories"]),
+                                            min_polygon_iou), out)
+        atomic_write_json(staged_json, coco)
     return out, report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..checkpoints import add_trust_argument
 from .seams import DEFAULT_MATCH_IOU, DEFAULT_TOLERANCE
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE
 
@@ -20,7 +21,7 @@ def slide_argument_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def add_slide_arguments(p: argparse.ArgumentParser) -> None:
-    """config, checkpoint, --out and every option of the single-slide path."""
+    """config, checkpoint, --out, --trust-checkpoint and every option of the single-slide path."""
     from ..slide_inference import EXTRAS, SlideSettings
 
     defaults = SlideSettings()
@@ -71,6 +72,7 @@ def add_slide_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="redo finished inputs and discard unfinished runs, replacing their outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_trust_argument(p)
 
 
 def check_slide_arguments(p: argparse.ArgumentParser, args) -> None:

@@ -191,23 +191,23 @@ def aggregated_jaccard(ov: Overlaps) -> float:
     Equal IoUs go to the larger intersection, then to the lower prediction index: HoVer-Net's
     ``get_fast_aji`` takes the argmax of I / (U + 1e-6), which prefers the larger union among equal IoUs.
     """
-    k = len(ov.inter)
-    if k:
-        iou = ov.iou
-        order = np.lexsort((ov.pred_idx, -ov.inter, -iou, ov.gt_idx))
+    first = np.zeros(0, np.intp)
+    if len(ov.inter):
+        order = np.lexsort((ov.pred_idx, -ov.inter, -ov.iou, ov.gt_idx))
         g_sorted = ov.gt_idx[order]
         first = order[np.r_[True, g_sorted[1:] != g_sorted[:-1]]]
-        inter = int(ov.inter[first].sum())
-        union = int(ov.union[first].sum())
-        gt_paired = np.zeros(ov.n_gt, bool)
-        gt_paired[ov.gt_idx[first]] = True
-        pred_used = np.zeros(ov.n_pred, bool)
-        pred_used[ov.pred_idx[first]] = True
-    else:
-        inter = union = 0
-        gt_paired = np.zeros(ov.n_gt, bool)
-        pred_used = np.zeros(ov.n_pred, bool)
-    union += int(ov.gt_area[~gt_paired].sum()) + int(ov.pred_area[~pred_used].sum())
+    return _aggregated_jaccard_of_pairs(ov, first)
+
+
+def _aggregated_jaccard_of_pairs(ov: Overlaps, chosen: np.ndarray) -> float:
+    """AJI and AJI+ once their pairs (indices into ``ov``) are chosen: sum |G n S| / (sum |G u S| +
+    area of the GT in no pair + area of the predictions in no pair)."""
+    gt_paired = np.zeros(ov.n_gt, bool)
+    gt_paired[ov.gt_idx[chosen]] = True
+    pred_paired = np.zeros(ov.n_pred, bool)
+    pred_paired[ov.pred_idx[chosen]] = True
+    inter = int(ov.inter[chosen].sum())
+    union = int(ov.union[chosen].sum()) + int(ov.gt_area[~gt_paired].sum()) + int(ov.pred_area[~pred_paired].sum())
     return _ratio(inter, union)
 
 
@@ -253,15 +253,7 @@ def _max_iou_assignment(ov: Overlaps, pairs: Optional[np.ndarray] = None) -> np.
 def aggregated_jaccard_plus(ov: Overlaps) -> float:
     """AJI+ (Graham et al. 2019): as AJI but with a one-to-one pairing maximising total IoU, so a
     prediction is never counted in two unions (AJI's over-penalisation of merged nuclei)."""
-    chosen = _max_iou_assignment(ov)
-    inter = int(ov.inter[chosen].sum())
-    union = int(ov.union[chosen].sum())
-    gt_paired = np.zeros(ov.n_gt, bool)
-    gt_paired[ov.gt_idx[chosen]] = True
-    pred_paired = np.zeros(ov.n_pred, bool)
-    pred_paired[ov.pred_idx[chosen]] = True
-    union += int(ov.gt_area[~gt_paired].sum()) + int(ov.pred_area[~pred_paired].sum())
-    return _ratio(inter, union)
+    return _aggregated_jaccard_of_pairs(ov, _max_iou_assignment(ov))
 
 
 def union_rle(rles: Sequence[dict]) -> dict:
