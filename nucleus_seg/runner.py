@@ -66,8 +66,8 @@ def build_train_config(config, *, work_dir: Optional[str] = None, data_root: Opt
             raise InputError(resume, "checkpoint to resume from not found")
         cfg.resume, cfg.load_from = True, resume
     if time_budget:
-        cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [
-            dict(type="TrainTimeBudgetHook", max_seconds=time_budget)]
+        from .time_budget import apply_time_budget
+        apply_time_budget(cfg, time_budget)
     if no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if seed is not None:

@@ -53,8 +53,11 @@ def coco_annotations(masks, image_id: int, start_id: int, category_id: int = 1):
 
 
 def make_disc_dataset(root, n_images: int = 2, height: int = 96, width: int = 128,
-                      n_nuclei: int = 6, radius: int = 6, seed: int = 0) -> Path:
-    """Write a tiny labelled dataset; every split JSON holds the same images (it is a fixture)."""
+                      n_nuclei: int = 6, radius: int = 6, seed: int = 0,
+                      classes=("nucleus",)) -> Path:
+    """Write a tiny labelled dataset; every split JSON holds the same images (it is a fixture).
+
+    With several ``classes`` the nuclei take the categories in turn."""
     root = Path(root)
     (root / "train").mkdir(parents=True, exist_ok=True)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -66,8 +69,29 @@ def make_disc_dataset(root, n_images: int = 2, height: int = 96, width: int = 12
         cv2.imwrite(str(root / "train" / name), img)
         images.append(dict(id=i + 1, file_name=name, height=height, width=width))
         anns += coco_annotations(masks, i + 1, len(anns) + 1)
+    for k, ann in enumerate(anns):
+        ann["category_id"] = 1 + k % len(classes)
     coco = dict(images=images, annotations=anns,
-                categories=[dict(id=1, name="nucleus", supercategory="nucleus")])
+                categories=[dict(id=k + 1, name=name, supercategory="nucleus")
+                            for k, name in enumerate(classes)])
     for split in ("train", "val", "test"):
         (root / "annotations" / f"instance_{split}.json").write_text(json.dumps(coco))
     return root
+
+
+TINY_CONFIG = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
+
+
+def tiny_train_config(data_root, work_dir):
+    """The CPU-sized config on ``data_root`` for in-process training runs: no dataloader workers,
+    no validation or test loop, seed 0. Callers set the schedule and hooks they need."""
+    from nucleus_seg.config_utils import load_config, replace_data_root
+    cfg = load_config(TINY_CONFIG)
+    replace_data_root(cfg, str(data_root))
+    cfg.work_dir = str(work_dir)
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
+    cfg.randomness = dict(seed=0)
+    return cfg

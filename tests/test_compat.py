@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import nucleus_seg.register  # noqa: F401
-from tests.synthetic import make_disc_dataset
+from tests.synthetic import make_disc_dataset, tiny_train_config
 
 TINY = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
 
@@ -64,20 +64,12 @@ def test_mmengine_and_the_predictor_read_checkpoints_through_one_function(tmp_pa
 
 def _runner(tmp_path, data_root, work_dir, max_iters, **overrides):
     from mmengine.runner import Runner
-    from nucleus_seg.config_utils import load_config, replace_data_root
-    cfg = load_config(TINY)
-    replace_data_root(cfg, str(data_root))
-    cfg.work_dir = str(work_dir)
+    cfg = tiny_train_config(data_root, work_dir)
     cfg.train_cfg.max_iters = max_iters
     cfg.train_cfg.val_interval = 10_000
-    cfg.train_dataloader.num_workers = 0
-    cfg.train_dataloader.persistent_workers = False
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
     cfg.default_hooks.checkpoint.interval = 1
     cfg.default_hooks.checkpoint.max_keep_ckpts = -1
     cfg.param_scheduler = [dict(type="ConstantLR", factor=1.0, by_epoch=False)]
-    cfg.randomness = dict(seed=0)
     cfg.update(overrides)
     return Runner.from_cfg(cfg)
 

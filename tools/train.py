@@ -31,7 +31,8 @@ def parse_args(argv=None):
                    help="train from random initialisation instead of the config's load_from checkpoint")
     p.add_argument("--data-root", help="dataset root replacing the config's (data/nucleus/ by default)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="stop after this much training wall time and save a checkpoint")
+                   help="stop after the iteration in which this much training wall time ran out, "
+                        "and save a checkpoint (epoch-based schedules too)")
     p.add_argument("--no-validate", action="store_true", help="skip validation during training")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: config or random)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction,

@@ -11,7 +11,9 @@ model = dict(
     roi_head=dict(
         bbox_head=dict(num_classes=1),
         mask_head=dict(num_classes=1),
-        point_head=dict(num_classes=1)),
+        # Point targets from per-instance crops: upstream's MaskPointHead rasterises every polygon
+        # to a full-image tensor per step (32 GB on a 2000 px tile with 1,000 nuclei).
+        point_head=dict(type='CropMaskPointHead', num_classes=1)),
     train_cfg=dict(
         rpn=dict(assigner=_base_.dense_rpn_assigner, sampler=_base_.dense_rpn_sampler),
         rpn_proposal=_base_.dense_rpn_proposal,

@@ -18,6 +18,10 @@ nucleus_scale_factor = 2.0
 # would make them ~10 um. Trained on other data? Set this to its resolution (0.5 for 20x scans),
 # e.g. `--cfg-options nucleus_mpp=0.5`.
 nucleus_mpp = 0.25
+# Training sees one random crop of at most this size (width, height) per image after the rescale, so
+# memory per step is bounded whatever the tile size (a 1000 px tile becomes 1600-2500 px after the
+# rescale; see README "Training memory"). Smaller images pass through whole.
+nucleus_train_crop = (1024, 1024)
 
 # Training works on outline polygons (NucleusCocoDataset converts the exact RLE once at load), so
 # poly2mask=False: memory grows with outline length, not with tile area x nucleus count.
@@ -26,6 +30,11 @@ nucleus_train_pipeline = [
     dict(type='LoadNucleusImage'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     dict(type='RandomRescale', scale_factor=nucleus_scale_factor, ratio_range=(0.8, 1.25)),
+    # mmdet's crop: boxes are clipped to the crop, polygons intersected with it; a nucleus cut by the
+    # crop keeps its visible part (recompute_bbox=False keeps the exact pixel boxes of whole nuclei,
+    # a cut one's box is clipped). A crop without any nucleus is not used: the sample is redrawn.
+    dict(type='RandomCrop', crop_size=nucleus_train_crop, crop_type='absolute',
+         allow_negative_crop=False, recompute_bbox=False, bbox_clip_border=True),
     # Tissue has no orientation: flips on both axes + one 90-degree turn = all 8 dihedral poses.
     dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
          direction=['horizontal', 'vertical', 'diagonal']),

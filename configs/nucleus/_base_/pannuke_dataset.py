@@ -14,11 +14,15 @@ pannuke_classes = ('neoplastic', 'inflammatory', 'connective', 'dead', 'epitheli
 pannuke_mpp = 0.25
 # The same steps as nucleus_train_pipeline, repeated as mmengine's rules force: a base cannot read a
 # sibling base's values, and inheriting nucleus_dataset.py here would define its keys twice.
+# As nucleus_train_crop: bounds memory per step; a 256 px patch rescaled x2 (<= 640 px) passes whole.
+pannuke_train_crop = (1024, 1024)
 pannuke_train_pipeline = [
     dict(type='LoadNucleusImage'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     # 256 px patches at 40x: 2x brings nuclei to the upstream anchor sizes.
     dict(type='RandomRescale', scale_factor=2.0, ratio_range=(0.8, 1.25)),
+    dict(type='RandomCrop', crop_size=pannuke_train_crop, crop_type='absolute',
+         allow_negative_crop=False, recompute_bbox=False, bbox_clip_border=True),
     dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
          direction=['horizontal', 'vertical', 'diagonal']),
     dict(type='RandomRot90', prob=0.5),
