@@ -106,6 +106,22 @@ def child_stream(path: str, workers: int, batch_size: int) -> dict:
             "output_bytes": sizes}
 
 
+def random_tiny_checkpoint(folder: Path) -> Path:
+    """The tiny config with random weights that still return max_per_img detections per tile
+    (the nucleus class's bias raised: the expensive case), saved as ``folder/random.pth``."""
+    import torch
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    from mmengine.runner import save_checkpoint
+
+    model = init_detector(Config.fromfile(str(TINY)), None, device="cpu")
+    with torch.no_grad():
+        model.roi_head.bbox_head.fc_cls.bias[:1] = 8.0
+    checkpoint = Path(folder) / "random.pth"
+    save_checkpoint({"state_dict": model.state_dict()}, str(checkpoint))
+    return checkpoint
+
+
 def child_model(path: str, tiles: int, batch_size: int, checkpoint) -> dict:
     import numpy as np
     import torch
@@ -116,17 +132,8 @@ def child_model(path: str, tiles: int, batch_size: int, checkpoint) -> dict:
     from nucleus_seg.slide import ResampledView, open_slide, tissue_mask
 
     torch.set_num_threads(2)
-    if checkpoint is None:  # random weights that still return max_per_img detections per tile
-        from mmdet.apis import init_detector
-        from mmengine.config import Config
-        from mmengine.runner import save_checkpoint
-
-        cfg = Config.fromfile(str(TINY))
-        model = init_detector(cfg, None, device="cpu")
-        with torch.no_grad():
-            model.roi_head.bbox_head.fc_cls.bias[:1] = 8.0
-        checkpoint = Path(tempfile.mkdtemp()) / "random.pth"
-        save_checkpoint({"state_dict": model.state_dict()}, str(checkpoint))
+    if checkpoint is None:
+        checkpoint = random_tiny_checkpoint(Path(tempfile.mkdtemp()))
     predictor = load_predictor(TINY, checkpoint, "cpu")
     reader = open_slide(path)
     view = ResampledView(reader, MPP)
@@ -154,12 +161,17 @@ def child_model(path: str, tiles: int, batch_size: int, checkpoint) -> dict:
             "nuclei_per_tile": found / len(images), "checkpoint": str(checkpoint)}
 
 
-def _child(*args) -> dict:
-    out = subprocess.run([sys.executable, __file__, *map(str, args)], capture_output=True,
+def run_child(script, *args) -> dict:
+    """Run ``script`` with ``args`` in a fresh Python; the JSON on its last stdout line."""
+    out = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True,
                          text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _child(*args) -> dict:
+    return run_child(__file__, *args)
 
 
 def main(argv=None) -> int:

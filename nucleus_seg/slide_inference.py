@@ -262,9 +262,12 @@ def _progress_bar(total: int, initial: int, name: str, enabled: bool):
 
 def infer_slide(slide: Union[str, Path, "object"], predictor: Predictor, out_dir,
                 settings: Optional[SlideSettings] = None,
-                class_names: Optional[Sequence[str]] = None) -> SlideSummary:
+                class_names: Optional[Sequence[str]] = None,
+                read_batches: Optional[Callable] = None) -> SlideSummary:
     """Segment every nucleus of one slide into ``out_dir`` (one folder per slide); resumable and
-    idempotent. ``slide`` is a path or a :class:`nucleus_seg.slide.SlideSpec`. InputError (naming
+    idempotent. ``slide`` is a path or a :class:`nucleus_seg.slide.SlideSpec`. ``read_batches``
+    replaces the reader processes (see :func:`nucleus_seg.inference.engine.stream_tiles`; the
+    outputs do not depend on it). InputError (naming
     the file) for an unreadable or truncated slide, a missing MPP, an empty tissue mask, outputs
     that exist without ``overwrite``, or a partial run made with other settings."""
     settings = settings or SlideSettings()
@@ -303,7 +306,7 @@ def infer_slide(slide: Union[str, Path, "object"], predictor: Predictor, out_dir
                 check_writable(out_dir / name, settings.overwrite)
         partial_dir.mkdir(parents=True, exist_ok=True)
         return _run(reader, view, predictor, out_dir, settings, class_names, names, journal, state,
-                    fingerprint, model, started)
+                    fingerprint, model, started, read_batches)
     finally:
         reader.close()
 
@@ -312,11 +315,12 @@ def _finished_summary(summary_path: Path, out_dir: Path) -> SlideSummary:
     data = json.loads(summary_path.read_text())
     return SlideSummary(data["slide"], str(out_dir), data["nuclei"], data["tiles"]["predicted"],
                         data["tiles"]["grid"], data["tissue_area_mm2"], data["nuclei_per_mm2"],
-                        0.0, skipped=True, outputs=list(data["outputs"].values()))
+                        data["seconds"], skipped=True,  # the time it took when it was done
+                        outputs=list(data["outputs"].values()))
 
 
 def _run(reader, view, predictor, out_dir, settings, class_names, names, journal, state,
-         fingerprint, model, started) -> SlideSummary:
+         fingerprint, model, started, read_batches=None) -> SlideSummary:
     grid = TileGrid(view.height, view.width, settings.tile, settings.overlap)
     tissue = _tissue_for(reader, settings)
     keep = _tissue_filter(tissue, view, settings.min_tissue)
@@ -371,7 +375,8 @@ def _run(reader, view, predictor, out_dir, settings, class_names, names, journal
             for done in stream_tiles(view, grid, predictor, merger, keep=keep,
                                      batch_size=settings.batch_size, workers=settings.workers,
                                      open_view=open_view, first_row=first_row,
-                                     progress=lambda n, k: bar.update(n)):
+                                     progress=lambda n, k: bar.update(n),
+                                     read_batches=read_batches):
                 state["next_id"] = parts.add(done.nuclei, state["next_id"])
                 if collected is not None:
                     collected.extend(done.nuclei)

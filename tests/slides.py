@@ -11,6 +11,7 @@ dust specks (small dark dots the tissue mask must ignore). Writers:
 - :func:`write_generic_tiff` with ``mpp=None``: no MPP anywhere (tifffile's default resolution
   1 x 1 with unit NONE);
 - :func:`write_truncated`: a copy cut short;
+- :func:`write_corrupt_tile`: a copy with one level-0 tile zeroed (fails mid-slide);
 - :func:`write_large_slide`: 0.25-4 gigapixel slides written tile by tile (a generator feeds
   tifffile), never holding a level in memory; used by benchmarks/.
 
@@ -19,6 +20,7 @@ Compression is lossless (zlib) unless asked otherwise, so level-0 reads can be c
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -142,6 +144,23 @@ def write_truncated(source, path, keep: float = 0.6) -> Path:
     data = Path(source).read_bytes()
     path = Path(path)
     path.write_bytes(data[:int(len(data) * keep)])
+    return path
+
+
+def write_corrupt_tile(source, path, at: float = 2 / 3) -> Path:
+    """A copy of ``source`` whose level-0 TIFF tile at ``at`` of the tile list (row-major) is
+    zeroed: the file opens and its low-resolution levels read, level 0 fails mid-slide."""
+    import tifffile
+
+    path = Path(path)
+    shutil.copy(source, path)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        k = int(len(page.dataoffsets) * at)
+        offset, count = page.dataoffsets[k], page.databytecounts[k]
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\0" * count)
     return path
 
 

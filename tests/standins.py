@@ -5,13 +5,15 @@ label image visible in that window, clipped at the tile border, as a real model 
 are fixed per label so that results are deterministic. ``DarkBlobPredictor``: thresholded connected
 components. ``ClippedPredictions``: a real model's whole-image predictions cut to each tile.
 ``ColourCodedPredictor`` with ``colour_slide``: nuclei read back from colour-coded pixels, for
-slides read in other processes. Benchmarks import this module with the repository root on
+slides read in other processes; ``PausingColourPredictor``: the same, waiting to be killed
+mid-slide (cohort tests). Benchmarks import this module with the repository root on
 ``sys.path``.
 """
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 import cv2
 import numpy as np
@@ -198,3 +200,27 @@ class ColourCodedPredictor:
             crops.append(MaskCrop.from_mask(ids == i))
             scores.append(0.5 + ((int(i) * 7919) % 1000) / 2000.0)
         return Instances(np.array(scores), np.zeros(len(crops)), crops, None, h, w)
+
+
+class PausingColourPredictor(ColourCodedPredictor):
+    """ColourCodedPredictor that, in the first process to predict ``pause_after`` tiles, writes its
+    process id to ``marker`` and waits to be killed (a test kills it mid-slide, as ``kill -9`` or
+    the OOM killer would); every later process finds the marker and never pauses."""
+
+    def __init__(self, marker, pause_after: int, wait: float = 120.0):
+        super().__init__()
+        self.marker = str(marker)
+        self.pause_after = pause_after
+        self.wait = wait
+
+    def __call__(self, tile: np.ndarray) -> Instances:
+        if self.tiles + 1 == self.pause_after:
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                time.sleep(self.wait)  # killed before this ends
+        return super().__call__(tile)

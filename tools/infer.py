@@ -8,92 +8,29 @@ INPUT: slides (.svs .ndpi .mrxs .scn .tif/.tiff incl. OME-TIFF, .bif, .dcm, ...)
 nuclei.geojson (QuPath), nuclei.parquet, summary.json, qc.png and tissue.png. Slides are read at the
 model's microns per pixel, tiles without tissue are skipped, nuclei on tile seams come out once. A
 killed run started again resumes where it stopped; finished inputs are skipped. A bad input is
-reported at the end (exit status 2) without stopping the others. Each tile's nuclei do not overlap:
-detections scoring at least the threshold (the checkpoint's calibrated one unless --score-thr; printed
-with its source), each pixel to the highest score, slivers and near-duplicates dropped
-(docs/calibration.md). See docs/inference.md.
+reported at the end (exit status 2) without stopping the others. See docs/inference.md.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from nucleus_seg.checkpoints import add_trust_argument, trusted_checkpoints  # noqa: E402
+from nucleus_seg.checkpoints import trusted_checkpoints  # noqa: E402
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
 from nucleus_seg.inference.batch import SLIDE_SUFFIXES, BatchReport, infer_inputs  # noqa: E402
+from nucleus_seg.inference.cli_options import (  # noqa: E402
+    check_slide_arguments, slide_argument_parser, slide_settings)
 from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs  # noqa: E402
-from nucleus_seg.inference.seams import DEFAULT_MATCH_IOU, DEFAULT_TOLERANCE  # noqa: E402
-from nucleus_seg.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: E402
-from nucleus_seg.slide_inference import EXTRAS, SlideSettings  # noqa: E402
-
-ALWAYS = ("geojson", "parquet")  # written for every input; accepted in --format for old commands
 
 
 def parse_args(argv=None):
-    defaults = SlideSettings()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("config", help="model config (.py)")
-    p.add_argument("checkpoint", help="trained weights (.pth), a local file")
+    p = slide_argument_parser(__doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="slide or image files, folders or glob patterns")
-    p.add_argument("--out", required=True, type=Path, help="output folder (one sub-folder per input)")
-    p.add_argument("--format", nargs="+", choices=ALWAYS + EXTRAS, default=list(ALWAYS),
-                   dest="formats", help="geojson and parquet are always written; labels, overlay "
-                   "and coco add a label image, a contour overlay and COCO results for ordinary "
-                   "images (up to 100 megapixels)")
-    p.add_argument("--gzip", action="store_true", help="write nuclei.geojson.gz")
-    p.add_argument("--mpp", type=float, default=None,
-                   help="microns per pixel of the inputs, overriding their metadata (required for "
-                        "slides that record none)")
-    p.add_argument("--model-mpp", type=float, default=None,
-                   help="microns per pixel the model expects (default: the config's nucleus_mpp)")
-    p.add_argument("--tissue", default=defaults.tissue,
-                   help="'auto' (detect on slides, whole ordinary images), 'detect', 'all', or a "
-                        "mask image / QuPath GeoJSON of the region to process")
-    p.add_argument("--min-tissue", type=float, default=defaults.min_tissue,
-                   help="tiles with a smaller tissue fraction are not predicted")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size in model pixels")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                   help="overlap between tiles in model pixels; keep it above the largest nucleus "
-                        "diameter")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                   help="tiles per forward pass")
-    p.add_argument("--workers", type=int, default=defaults.workers,
-                   help="tile reader processes (0: read in the main process)")
-    p.add_argument("--score-thr", type=float, default=None,
-                   help="drop detections scoring below this (default: the checkpoint's calibrated threshold, "
-                        "else 0.5; the one used is printed with its source)")
-    p.add_argument("--max-per-img", type=int, default=1000, help="detections per tile at most")
-    p.add_argument("--match-iou", type=float, default=DEFAULT_MATCH_IOU,
-                   help="IoU (inside their shared window) at which two tiles' predictions are one "
-                        "nucleus")
-    p.add_argument("--tolerance", type=int, default=DEFAULT_TOLERANCE,
-                   help="pixels by which two tiles' outlines of one nucleus may differ")
-    p.add_argument("--frame", choices=("qupath", "slide"), default=defaults.frame,
-                   help="output coordinates: QuPath's frame (level 0 minus the scanned-area origin "
-                        "for MRXS/SCN/...) or OpenSlide's full level 0")
-    p.add_argument("--region-rows", type=int, default=defaults.region_rows,
-                   help="tile rows per committed region (the most a killed run loses)")
-    p.add_argument("--scale-factor", type=float, default=None,
-                   help="zoom tiles by this factor instead of the config's test Resize. The nucleus "
-                        "configs already rescale by a fixed factor (2.0), so any --tile sees nuclei at "
-                        "the training zoom; set this only for a config that resizes to a fixed size")
-    p.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: cuda:0 if available)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="redo finished inputs and discard unfinished runs, replacing their outputs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_trust_argument(p)
     args = p.parse_args(argv)
-    if args.tile < 32:
-        p.error(f"--tile must be at least 32, got {args.tile}")
-    if not 0 <= args.overlap < args.tile:
-        p.error(f"--overlap must be in [0, --tile), got {args.overlap} with --tile {args.tile}")
-    if args.batch_size < 1 or args.workers < 0 or args.region_rows < 1:
-        p.error("--batch-size and --region-rows must be >= 1, --workers >= 0")
+    check_slide_arguments(p, args)
     return args
 
 
@@ -119,13 +56,7 @@ def main(argv=None) -> int:
         predictor = load_predictor(args.config, args.checkpoint, device, args.score_thr,
                                    args.max_per_img, args.scale_factor)
     print(predictor.threshold.describe())
-    settings = SlideSettings(
-        target_mpp=args.model_mpp or model_mpp(predictor.model.cfg), mpp=args.mpp,
-        tile=args.tile, overlap=args.overlap, match_iou=args.match_iou, tolerance=args.tolerance,
-        tissue=args.tissue, min_tissue=args.min_tissue, frame=args.frame,
-        region_rows=args.region_rows, gzip=args.gzip,
-        extras=tuple(f for f in EXTRAS if f in args.formats), batch_size=args.batch_size,
-        workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
+    settings = slide_settings(args, args.model_mpp or model_mpp(predictor.model.cfg))
     infer_inputs(files, predictor, args.out, settings, report)
     print(report.format())
     return EXIT_BAD_INPUT if report.failed else 0

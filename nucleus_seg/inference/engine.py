@@ -88,13 +88,19 @@ def _as_list(batch):
     return batch
 
 
+def read_tile_batch(open_view: Callable[[], object], tiles: Sequence[Tile], path: str) -> list:
+    """[(tile, pixels or (path, problem))] for ``tiles``, read through a view ``open_view`` opens:
+    one batch read anywhere (a Ray task reads batches this way for the cohort runner)."""
+    reads = _TileReads(open_view, path)
+    return [reads[t] for t in tiles]
+
+
 def _read_batches(view, batches: Iterable[List[Tile]], workers: int,
                   open_view: Optional[Callable[[], object]]) -> Iterator[list]:
     path = str(getattr(view, "path", "<image>"))
     if workers <= 0:
-        reads = _TileReads(lambda: view, path)
         for batch in batches:
-            yield [reads[t] for t in batch]
+            yield read_tile_batch(lambda: view, batch, path)
         return
     if open_view is None:
         raise ValueError("reader processes need open_view, a picklable callable that opens the view")
@@ -121,16 +127,19 @@ def stream_tiles(view, grid: TileGrid, predictor: Predictor, merger: SeamMerger,
                  keep: Optional[Callable[[Tile], bool]] = None, batch_size: int = 1,
                  workers: int = 0, open_view: Optional[Callable[[], object]] = None,
                  first_row: int = 0,
-                 progress: Optional[Callable[[int, int], None]] = None) -> Iterator[RowDone]:
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 read_batches: Optional[Callable[..., Iterator[list]]] = None) -> Iterator[RowDone]:
     """Predict and merge the planned tiles of ``grid`` over ``view``; yield each closed row.
 
     ``first_row`` resumes a run whose earlier rows were merged already (``merger`` restored from
-    their state). ``progress(tiles_done_in_batch, instances)`` is called after each batch."""
+    their state). ``progress(tiles_done_in_batch, instances)`` is called after each batch.
+    ``read_batches(view, batches, workers, open_view)`` replaces the DataLoader readers (the
+    cohort runner reads in Ray tasks); it must yield each batch's reads in the order given."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batches = _batches(planned_tiles(grid, keep, first_row), batch_size)
     row, row_tiles, row_instances = first_row, 0, 0
-    for batch in _read_batches(view, batches, workers, open_view):
+    for batch in (read_batches or _read_batches)(view, batches, workers, open_view):
         for tile, pixels in batch:
             if isinstance(pixels, tuple):
                 raise InputError(*pixels)
@@ -151,4 +160,5 @@ def stream_tiles(view, grid: TileGrid, predictor: Predictor, merger: SeamMerger,
         row, row_tiles, row_instances = row + 1, 0, 0
 
 
-__all__ = ["ArrayView", "RowDone", "planned_tiles", "predict_tiles", "stream_tiles"]
+__all__ = ["ArrayView", "RowDone", "planned_tiles", "predict_tiles", "read_tile_batch",
+           "stream_tiles"]
