@@ -11,9 +11,10 @@ checkpoints need beyond torch's own allow-list (:func:`checkpoint_globals`: nump
 and dtypes under the numpy 1 and numpy 2 names, mmengine's ``HistoryBuffer``). The allow-list is
 added only for the duration of each read (:func:`torch.serialization.safe_globals`), so the
 package's trust decisions do not leak into other ``torch.load`` calls of the same process. A file
-whose pickle calls anything else is refused with one line naming the call. Legacy files that need
-more load only inside :func:`trusted_checkpoints` (``--trust-checkpoint`` of the tools), which
-runs whatever code the file holds.
+whose pickle calls anything else is refused with one line naming the call. A legacy file that needs
+more loads only when the user names each extra global it calls (:func:`trusted_checkpoints`,
+``--trust-pickle-global MODULE.NAME`` of the tools): the restricted reader stays on, with exactly those
+added, so the file can call nothing the user did not name.
 
 Nothing is downloaded at run time: the user fetches the file once by hand (README "Checkpoints")
 and the config's ``load_from`` points at ``data/checkpoints/<file name>``.
@@ -71,8 +72,8 @@ def check_checkpoint(path) -> None:
         raise InputError(path, f"checkpoint not found; {CHECKPOINT_HINT}")
 
 
-TRUST_FLAG = "--trust-checkpoint"
-_trusted = contextvars.ContextVar("nucleus_seg_trusted_checkpoints", default=False)
+TRUST_FLAG = "--trust-pickle-global"
+_trusted = contextvars.ContextVar("nucleus_seg_trusted_checkpoints", default=())
 _allow_list_lock = threading.RLock()
 
 # mmengine's HistoryBuffer pickles its statistics table, whose values are its own methods; under
@@ -122,24 +123,48 @@ def checkpoint_globals() -> tuple:
 
 
 @contextlib.contextmanager
-def _checkpoint_globals_allowed():
-    """:func:`checkpoint_globals` allowed for this block only. Entries the user had already allowed
-    are left alone (safe_globals would remove them on exit); the lock keeps two threads' blocks from
-    removing each other's entries."""
+def _checkpoint_globals_allowed(extra=()):
+    """:func:`checkpoint_globals` (and ``extra`` (object, name) pairs) allowed for this block only.
+    Entries the user had already allowed are left alone (safe_globals would remove them on exit); the
+    lock keeps two threads' blocks from removing each other's entries."""
     import torch
 
     with _allow_list_lock:
         present = set(torch.serialization.get_safe_globals())
-        with torch.serialization.safe_globals([g for g in checkpoint_globals() if g not in present]):
+        wanted = [g for g in (*checkpoint_globals(), *extra) if g not in present]
+        with torch.serialization.safe_globals(wanted):
             yield
 
 
+def _import_global(filename, name: str):
+    """(object, name) for a ``MODULE.NAME`` the user allowed: the longest importable module prefix,
+    then attributes (nested qualnames)."""
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            break
+        return obj, name
+    raise InputError(filename, f"{TRUST_FLAG} {name}: no such importable MODULE.NAME")
+
+
 @contextlib.contextmanager
-def trusted_checkpoints(enabled: bool = True):
+def trusted_checkpoints(names=()):
     """Within this block (in this thread / context), a checkpoint that the restricted reader refuses
-    is unpickled in full instead: it runs whatever code the file holds. Only for files you trust
-    (``--trust-checkpoint``); files that pass the restricted reader are read by it all the same."""
-    token = _trusted.set(bool(enabled) or _trusted.get())
+    is read again by it with the globals ``names`` (``MODULE.NAME`` as the refusal spells them) also
+    allowed: the file may call those, and nothing else. Only for files you trust
+    (``--trust-pickle-global``); files that pass the restricted reader are read by it all the same."""
+    if isinstance(names, str):
+        names = (names,)
+    token = _trusted.set(tuple(dict.fromkeys((*_trusted.get(), *names))))
     try:
         yield
     finally:
@@ -147,15 +172,17 @@ def trusted_checkpoints(enabled: bool = True):
 
 
 def add_trust_argument(parser) -> None:
-    """The tools' ``--trust-checkpoint`` flag (train, test, infer)."""
-    parser.add_argument(TRUST_FLAG, action="store_true",
-                        help="also load a checkpoint whose pickle calls more than weights, numpy "
-                             "values and mmengine's logs need (a legacy file): unpickling it runs "
-                             "whatever code it holds, so use this only for files you trust")
+    """The tools' ``--trust-pickle-global`` option (train, test, infer, infer_cohort)."""
+    parser.add_argument(TRUST_FLAG, dest="trust_checkpoint", action="append", default=[],
+                        metavar="MODULE.NAME",
+                        help="also allow this global (as a refusal names it, e.g. argparse.Namespace) "
+                             "when a checkpoint's pickle calls more than weights, numpy values and "
+                             "mmengine's logs need (a legacy file); repeat for several. The file can "
+                             "then call it, so name only what you trust")
 
 
 class TrustedCheckpointWarning(UserWarning):
-    """A checkpoint the restricted reader refused was unpickled in full (trusted by the user)."""
+    """A checkpoint needed globals the user allowed beyond what checkpoints need."""
 
 
 # torch's weights_only refusals: a global outside the allow-list (its message drops "builtins."),
@@ -178,8 +205,9 @@ def _refused_call(message: str):
 def load_checkpoint_file(filename, map_location=None, *, trust=None):
     """Unpickle the local checkpoint ``filename`` with the restricted reader (FileNotFoundError if it
     is not a file). A pickle that calls anything :func:`checkpoint_globals` and torch do not allow is
-    refused with an :class:`InputError` naming the call, unless ``trust`` (default: inside
-    :func:`trusted_checkpoints`), which unpickles it in full with a :class:`TrustedCheckpointWarning`."""
+    refused with an :class:`InputError` naming the call, unless the globals named in ``trust``
+    (``MODULE.NAME`` strings; default: those of :func:`trusted_checkpoints`) cover it: then it is read
+    again, still restricted, with those allowed too, and a :class:`TrustedCheckpointWarning`."""
     import torch
 
     filename = osp.expanduser(str(filename))
@@ -192,13 +220,23 @@ def load_checkpoint_file(filename, map_location=None, *, trust=None):
         call = _refused_call(str(exc))
         if call is None:
             raise
-    if not (_trusted.get() if trust is None else trust):
-        raise InputError(filename, f"refused to load: its pickle calls {call}, which a checkpoint does "
-                                   f"not need (checkpoints are pickles; pass {TRUST_FLAG} only for "
-                                   f"files you trust)")
-    warnings.warn(TrustedCheckpointWarning(f"{filename}: unpickled in full ({TRUST_FLAG}); "
-                                           f"its pickle calls {call}"), stacklevel=2)
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    names = _trusted.get() if trust is None else ((trust,) if isinstance(trust, str) else tuple(trust))
+    if names:
+        extra = [_import_global(filename, name) for name in names]
+        try:
+            with _checkpoint_globals_allowed(extra):
+                ckpt = torch.load(filename, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            call = _refused_call(str(exc))
+            if call is None:
+                raise
+        else:
+            warnings.warn(TrustedCheckpointWarning(f"{filename}: its pickle calls {call}, allowed by "
+                                                   f"{TRUST_FLAG} {' '.join(names)}"), stacklevel=2)
+            return ckpt
+    raise InputError(filename, f"refused to load: its pickle calls {call}, which a checkpoint does not "
+                               f"need (checkpoints are pickles; pass {TRUST_FLAG} {call.split('(')[0]} "
+                               f"only if you trust this file)")
 
 
 def read_checkpoint(path, map_location="cpu", *, trust=None) -> dict:

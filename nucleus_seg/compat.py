@@ -15,7 +15,7 @@ Fixes
    we re-register the local-file scheme (prefix ``''``) with the package's one checkpoint reader,
    :func:`nucleus_seg.checkpoints.load_checkpoint_file`, which stays on torch's restricted unpickler
    and allows exactly those types for the duration of each read; a pickle that calls anything else
-   is refused with one line naming the call (``--trust-checkpoint`` opts in for legacy files).
+   is refused with one line naming the call (``--trust-pickle-global MODULE.NAME`` allows a named extra global for legacy files).
    Remote schemes are untouched (nothing here downloads; torch's default restricted load applies).
 2. mmengine 0.10.7 imports ``pkg_resources``, which setuptools deprecates loudly (and removed in 81,
    hence the ``setuptools<81`` pin). The warning is filtered in ``nucleus_seg/__init__.py`` (it must be in

@@ -1,7 +1,8 @@
 """Checkpoints are read with torch's restricted unpickler plus exactly what mmengine and mmdet 2.x
 checkpoints need: a checkpoint whose pickle calls anything else is refused with one line naming the
 call, by the package's reader and by tools/train.py (load_from, --resume), tools/test.py and
-tools/infer.py, and the code it hides never runs; ``--trust-checkpoint`` loads a legacy file.
+tools/infer.py, and the code it hides never runs; ``--trust-pickle-global NAME`` loads a legacy file
+whose extra global the user names, and nothing else.
 
 The mmengine files written by a real training run load in tests/test_compat.py (load_from, resume)
 and the mmdet 2.x replica in tests/test_pretrained.py; numpy 1 spellings are tested here.
@@ -30,11 +31,10 @@ from tests.synthetic import make_disc_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
-HINT = "which a checkpoint does not need (checkpoints are pickles; pass --trust-checkpoint only for files you trust)"
-
-
 def refusal(path, call):
-    return f"{path}: refused to load: its pickle calls {call}, {HINT}"
+    return (f"{path}: refused to load: its pickle calls {call}, which a checkpoint does not need "
+            f"(checkpoints are pickles; pass --trust-pickle-global {call.split('(')[0]} only if you trust "
+            f"this file)")
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +118,21 @@ def test_trust_loads_a_legacy_file_and_only_when_asked(tmp_path):
     torch.save(dict(state_dict=dict(w=torch.ones(1)), meta=dict(args=argparse.Namespace(lr=0.1))), path)
     with pytest.raises(InputError, match="its pickle calls argparse.Namespace"):
         load_checkpoint_file(path)
-    with pytest.warns(TrustedCheckpointWarning, match="legacy.pth: unpickled in full"):
-        assert read_checkpoint(path, trust=True)["meta"]["args"].lr == 0.1
-    with trusted_checkpoints(), pytest.warns(TrustedCheckpointWarning):
+    with pytest.warns(TrustedCheckpointWarning, match="legacy.pth: its pickle calls argparse.Namespace, "
+                                                      "allowed by --trust-pickle-global argparse.Namespace"):
+        assert read_checkpoint(path, trust=["argparse.Namespace"])["meta"]["args"].lr == 0.1
+    with trusted_checkpoints("argparse.Namespace"), pytest.warns(TrustedCheckpointWarning):
         assert load_checkpoint_file(path)["meta"]["args"].lr == 0.1
     with pytest.raises(InputError):  # the trust ended with the block
         load_checkpoint_file(path)
+    with trusted_checkpoints("collections.OrderedDict"), pytest.raises(  # trusting another name: still refused
+            InputError, match="its pickle calls argparse.Namespace"):
+        load_checkpoint_file(path)
+    with pytest.raises(InputError, match="--trust-pickle-global no.such_thing: no such importable"):
+        load_checkpoint_file(path, trust=["no.such_thing"])
     plain = tmp_path / "plain.pth"
     torch.save(dict(state_dict=dict(w=torch.ones(1))), plain)
-    with trusted_checkpoints(), warnings.catch_warnings():
+    with trusted_checkpoints("argparse.Namespace"), warnings.catch_warnings():
         warnings.simplefilter("error")  # a file the restricted reader takes is read by it, silently
         load_checkpoint_file(plain)
 
@@ -156,8 +162,9 @@ def tool_runs(tmp_path_factory, tiny_state):
         "test": ["tools/test.py", TINY, str(crafted["system"]), "--data-root", str(data),
                  "--work-dir", str(tmp / "w3")],
         "infer": ["tools/infer.py", TINY, str(crafted["exec"]), str(data / "train"), "--out", str(tmp / "o1")],
-        "infer --trust-checkpoint": ["tools/infer.py", TINY, str(legacy), str(data / "train"),
-                                     "--out", str(tmp / "o2"), "--trust-checkpoint", "--no-progress"],
+        "infer --trust-pickle-global": ["tools/infer.py", TINY, str(legacy), str(data / "train"), "--out",
+                                        str(tmp / "o2"), "--trust-pickle-global", "argparse.Namespace",
+                                        "--no-progress"],
     }
     procs = {name: subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True) for name, cmd in commands.items()}
@@ -180,7 +187,7 @@ def test_tools_refuse_a_crafted_checkpoint_in_one_line(tool_runs, tool, crafted,
 
 
 def test_infer_loads_a_legacy_checkpoint_with_trust(tool_runs):
-    code, stdout, stderr = tool_runs["results"]["infer --trust-checkpoint"]
+    code, stdout, stderr = tool_runs["results"]["infer --trust-pickle-global"]
     assert code == 0, stderr[-3000:]
     assert "TrustedCheckpointWarning" in stderr and "its pickle calls argparse.Namespace" in stderr
     assert (tool_runs["out"] / "img000" / "nuclei.geojson").is_file()  # streaming layout: one folder per input

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     settings = slide_settings(args, args.model_mpp or model_mpp(args.config))
     loader = ModelLoader(str(Path(args.config).resolve()), str(Path(args.checkpoint).resolve()),
                          args.device, threshold.value, args.max_per_img, args.scale_factor,
-                         args.trust_checkpoint)
+                         tuple(args.trust_checkpoint))
     report = run_cohort(args.manifest, args.out, settings, loader, shard=args.shard,
                         engine="local" if args.no_ray else "ray", address=args.address,
                         workers=args.actors, cpus_per_worker=args.cpus_per_actor,

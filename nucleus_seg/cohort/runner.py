@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, TextIO
+from typing import Callable, Iterable, List, Optional, Sequence, TextIO, Tuple
 
 from ..errors import InputError
 from ..fileio import atomic_write_text
@@ -258,7 +258,7 @@ class ModelLoader:
     score_thr: float = 0.5
     max_per_img: int = 1000
     scale_factor: Optional[float] = None
-    trust_checkpoint: bool = False  # --trust-checkpoint: see nucleus_seg.checkpoints
+    trust_checkpoint: Tuple[str, ...] = ()  # --trust-pickle-global names: see nucleus_seg.checkpoints
 
     def __call__(self):
         from ..checkpoints import trusted_checkpoints

@@ -21,7 +21,7 @@ def slide_argument_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def add_slide_arguments(p: argparse.ArgumentParser) -> None:
-    """config, checkpoint, --out, --trust-checkpoint and every option of the single-slide path."""
+    """config, checkpoint, --out, --trust-pickle-global and every option of the single-slide path."""
     from ..slide_inference import EXTRAS, SlideSettings
 
     defaults = SlideSettings()
