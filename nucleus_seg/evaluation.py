@@ -66,6 +66,24 @@ def evaluate_files(gt_path, pred_path, score_thr=None, max_dets: Sequence[int] =
     return out
 
 
+def evaluate_calibrated(gt_path, pred_path, score_thr=None, calibration=None, raw: bool = False,
+                        scoring: str = LABEL_MAP, max_dets: Sequence[int] = DEFAULT_MAX_DETS,
+                        with_ap: bool = True):
+    """What ``tools/evaluate.py`` scores: the threshold from ``score_thr``, else ``calibration``, else the
+    calibration.json beside ``pred_path``, else 0.5 (:func:`~nucleus_seg.calibration.threshold_for_results`);
+    the cleaned output unless ``raw`` or overlap-aware scoring (defined on the predictions as given; the
+    cleaned output has no overlaps). Returns (the ScoreThreshold, the :func:`evaluate_files` dict with
+    ``settings['threshold_source']``)."""
+    from .calibration import CleanUp, threshold_for_results
+
+    threshold = threshold_for_results(score_thr, calibration, pred_path)
+    clean = None if raw or scoring != LABEL_MAP else CleanUp(threshold.value)
+    res = evaluate_files(gt_path, pred_path, threshold.value, max_dets, with_ap=with_ap, scoring=scoring,
+                         clean=clean)
+    res["settings"]["threshold_source"] = threshold.source
+    return threshold, res
+
+
 # ------------------------------------------------------------------------------------------ tables
 def format_value(v) -> str:
     """Scores with 4 decimals; NaN (undefined) and pycocotools' -1 as n/a."""

@@ -21,10 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nucleus_seg.calibration import CleanUp, threshold_for_results  # noqa: E402
 from nucleus_seg.errors import run_cli  # noqa: E402
-from nucleus_seg.evaluation import (evaluate_files, format_report, json_safe,  # noqa: E402
-                                    per_image_csv)
+from nucleus_seg.evaluation import evaluate_calibrated, format_report, json_safe, per_image_csv  # noqa: E402
 from nucleus_seg.fileio import atomic_write_json, atomic_write_text, check_writable  # noqa: E402
 from nucleus_seg.metrics.dataset import DEFAULT_MAX_DETS  # noqa: E402
 from nucleus_seg.metrics.instance import SCORING_MODES  # noqa: E402
@@ -61,13 +59,9 @@ def main(argv=None) -> int:
     for path in (args.out_csv, args.out_json):
         if path:
             check_writable(path, args.overwrite)  # fail before the work, not after
-    threshold = threshold_for_results(args.score_thr, args.calibration, args.pred)
+    threshold, res = evaluate_calibrated(args.gt, args.pred, args.score_thr, args.calibration, args.raw,
+                                         args.scoring.replace("-", "_"), args.max_dets, with_ap=not args.no_ap)
     print(threshold.describe())
-    # overlap-aware scoring is defined on the predictions as given; the cleaned output has no overlaps
-    clean = None if args.raw or args.scoring == "overlap-aware" else CleanUp(threshold.value)
-    res = evaluate_files(args.gt, args.pred, threshold.value, args.max_dets, with_ap=not args.no_ap,
-                         scoring=args.scoring.replace("-", "_"), clean=clean)
-    res["settings"]["threshold_source"] = threshold.source
     print(format_report(res, per_image=args.per_image))
     if args.out_csv:
         atomic_write_text(args.out_csv, per_image_csv(res), overwrite=args.overwrite)
