@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 from .fileio import atomic_write_bytes, check_writable
 from .validation import Problem, ProblemsError, load_images_and_categories, load_results, validate_results
@@ -13,7 +14,16 @@ from .validation import Problem, ProblemsError, load_images_and_categories, load
 ANSWER_NAME = "answer.json"
 
 
-def make_submission(results_path, images_path, out_path, overwrite: bool = False, clean=None) -> Path:
+class Submission(NamedTuple):
+    """What :func:`make_submission` wrote: the zip, the detections in the results file, how many of
+    them were submitted, and the number of images they are on."""
+    path: Path
+    detections: int
+    submitted: int
+    images: int
+
+
+def make_submission(results_path, images_path, out_path, overwrite: bool = False, clean=None) -> Submission:
     """Validate ``results_path`` (COCO segm results) against ``images_path`` (a ``test_img_ids.json``
     list or a COCO test JSON, whose categories are then used) and write the zip ``out_path``.
 
@@ -34,13 +44,16 @@ def make_submission(results_path, images_path, out_path, overwrite: bool = False
         raise ProblemsError(results_path, problems)
     if clean is None:
         raw = Path(results_path).read_bytes()  # submitted as given: nothing is re-serialised or fixed
+        submitted = len(results)
     else:
         from .calibration import clean_results
-        raw = json.dumps(clean_results(results, images, clean)).encode("utf-8")
+        cleaned = clean_results(results, images, clean)
+        raw, submitted = json.dumps(cleaned).encode("utf-8"), len(cleaned)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(ANSWER_NAME, raw)
-    return atomic_write_bytes(out_path, buf.getvalue(), overwrite=overwrite)
+    path = atomic_write_bytes(out_path, buf.getvalue(), overwrite=overwrite)
+    return Submission(path, len(results), submitted, len({r["image_id"] for r in results}))
 
 
-__all__ = ["ANSWER_NAME", "make_submission"]
+__all__ = ["ANSWER_NAME", "Submission", "make_submission"]

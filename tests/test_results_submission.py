@@ -114,7 +114,8 @@ def files(tmp_path):
 def test_submission_round_trip(files, tmp_path):
     images, results = files
     out = make_submission(results, images, tmp_path / "answer.zip")
-    with zipfile.ZipFile(out) as zf:
+    assert out.submitted == out.detections == len(good_results())
+    with zipfile.ZipFile(out.path) as zf:
         assert zf.namelist() == ["answer.json"]
         assert zf.read("answer.json") == results.read_bytes()
         assert json.loads(zf.read("answer.json")) == good_results()

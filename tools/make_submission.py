@@ -17,9 +17,7 @@ The work is done by :func:`nucleus_seg.submission.make_submission`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import zipfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -28,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nucleus_seg.calibration import CleanUp, threshold_for_results  # noqa: E402
 from nucleus_seg.errors import EXIT_BAD_INPUT, run_cli  # noqa: E402
 from nucleus_seg.submission import ANSWER_NAME, make_submission  # noqa: E402
-from nucleus_seg.validation import ProblemsError, limit_lines, load_results  # noqa: E402
+from nucleus_seg.validation import ProblemsError, limit_lines  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -57,15 +55,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"error: {exc.path}: {line}", file=sys.stderr)
         print(f"error: {exc.path}: {len(exc.problems)} problem(s); nothing written", file=sys.stderr)
         return EXIT_BAD_INPUT
-    results = load_results(args.results)
-    n_images = len({r["image_id"] for r in results})
     if clean is None:
-        print(f"wrote {out} ({ANSWER_NAME}: {len(results)} raw detections on {n_images} images)")
+        print(f"wrote {out.path} ({ANSWER_NAME}: {out.detections} raw detections on {out.images} images)")
     else:
-        with zipfile.ZipFile(out) as zf:
-            kept = len(json.loads(zf.read(ANSWER_NAME)))
-        print(f"wrote {out} ({ANSWER_NAME}: {kept} of {len(results)} detections on {n_images} images; "
-              f"{clean.describe()})")
+        print(f"wrote {out.path} ({ANSWER_NAME}: {out.submitted} of {out.detections} detections on "
+              f"{out.images} images; {clean.describe()})")
     return 0
 
 
