@@ -36,7 +36,7 @@ import numpy as np
 
 from .errors import InputError
 from .fileio import atomic_write_bytes, atomic_write_json, check_writable
-from .inference.engine import stream_tiles
+from .inference.engine import RowDone, stream_tiles
 from .inference.seams import DEFAULT_MATCH_IOU, DEFAULT_TOLERANCE, SeamMerger
 from .inference.streamed_outputs import (NucleusRecords, OutputFrame, QcThumbnail, RegionParts,
                                          assemble_geojson, assemble_parquet, parquet_schema,
@@ -380,6 +380,8 @@ def _run(reader, view, predictor, out_dir, settings, class_names, names, journal
                 state["next_id"] = parts.add(done.nuclei, state["next_id"])
                 if collected is not None:
                     collected.extend(done.nuclei)
+                if not isinstance(done, RowDone):
+                    continue  # nuclei released inside the row: written, committed with the row
                 row_tiles += done.tiles
                 row_predictions += done.instances
                 if (done.row + 1) % region_rows and done.row + 1 < grid.rows:

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from nucleus_seg.geometry import MaskCrop, paste_crop
 from nucleus_seg.inference import Instances, SeamMerger, TileGrid, run_tiled, tile_grid
-from nucleus_seg.inference.engine import ArrayView, stream_tiles
+from nucleus_seg.inference.engine import ArrayView, RowDone, stream_tiles
 from tests.standins import LabelImagePredictor, disc_label_image
 
 
@@ -193,36 +193,78 @@ def test_a_nucleus_missed_by_the_tile_seeing_it_whole_is_kept_from_its_neighbour
     assert np.array_equal(by_id[3].to_full(height, width), (labels == 3) & (np.arange(width) < seam_right))
 
 
-def test_nuclei_are_released_row_by_row_and_the_merger_resumes_from_its_state():
+def test_nuclei_are_released_as_tiles_finish_them_and_the_merger_resumes_from_its_state():
     height, width, tile, overlap = 700, 530, 200, 48
     grid = TileGrid(height, width, tile, overlap)
     labels = disc_label_image(height, width,
                               _seam_discs(grid, np.random.default_rng(5), overlap / 2 - 4, 60))
     predictor = SeamStandIn(labels, jitter=2)
     view = ArrayView(predictor.image)
+    tol = merger_tolerance = SeamMerger(grid).tolerance
 
     def run(first_row=0, merger=None, stop_after=None):
         merger = merger or SeamMerger(grid)
-        rows = []
+        events = []
         for done in stream_tiles(view, grid, predictor, merger, batch_size=3, first_row=first_row):
-            rows.append(done)
-            assert merger.pending_count() <= 2 * grid.cols * 40  # at most ~two tile rows pending
-            if stop_after is not None and done.row == stop_after:
-                return rows, merger.state()
-        return rows, None
+            events.append(done)
+            if isinstance(done, RowDone):
+                # after a row closes only its bottom overlap strip waits for the next row
+                top = grid.row_top(done.row + 1)
+                assert all(m.crop.y1 + tol > top for ms in merger._by_tile.values() for m in ms)
+                if stop_after is not None and done.row == stop_after:
+                    return events, merger.state()
+        return events, None
 
     full, _ = run()
-    assert [d.row for d in full] == list(range(grid.rows))
+    assert [d.row for d in full if isinstance(d, RowDone)] == list(range(grid.rows))
     released = [n for d in full for n in d.nuclei]
-    assert all(d.nuclei for d in full[:-1])  # nuclei come out as rows close, not all at the end
+    # nuclei come out inside each row, as the tiles that last could reach them finish
+    inside = {d.row for d in full if not isinstance(d, RowDone) and d.nuclei}
+    assert inside == set(range(grid.rows))
+    # the same nuclei as releasing everything at the end
+    merger = SeamMerger(grid)
+    for t in grid:
+        merger.add(t, predictor(predictor.image[t.y0:t.y1, t.x0:t.x1]))
+    at_end = merger.finish()
+    assert sorted((n.crop.box, n.crop.mask.tobytes(), n.score) for n in released) == \
+        sorted((n.crop.box, n.crop.mask.tobytes(), n.score) for n in at_end)
     head, state = run(stop_after=1)
-    restored = SeamMerger.from_state(grid, {k: v.copy() for k, v in state.items()})
+    restored = SeamMerger.from_state(grid, {k: v.copy() for k, v in state.items()},
+                                     tolerance=merger_tolerance)
     tail, _ = run(first_row=2, merger=restored)
     resumed = [n for d in head + tail for n in d.nuclei]
     assert len(resumed) == len(released)
     for a, b in zip(released, resumed):
         assert a.crop.box == b.crop.box and np.array_equal(a.crop.mask, b.crop.mask)
         assert (a.score, a.label, a.tile) == (b.score, b.label, b.tile)
+
+
+@pytest.mark.parametrize("height,width,tile,overlap,jitter,missed", [
+    (700, 530, 200, 48, 2, False), (1030, 777, 300, 80, 3, True), (420, 1300, 160, 40, 1, True),
+])
+def test_releasing_after_each_tile_keeps_exactly_what_releasing_at_the_end_keeps(
+        height, width, tile, overlap, jitter, missed):
+    """Early release never takes a nucleus a later tile could still join: the nuclei (which
+    prediction is kept, unions included) equal those of one merge released at the very end, on
+    grids with flush last rows/columns, jittered predictions and nuclei missed by their owner."""
+    grid = TileGrid(height, width, tile, overlap)
+    rng = np.random.default_rng(height)
+    labels = disc_label_image(height, width, _seam_discs(grid, rng, overlap / 2 - 4, 80))
+    ids = np.unique(labels)[1:]
+    predictor = SeamStandIn(labels, jitter=jitter, tile=tile, overlap=overlap,
+                            missed=ids[::7] if missed else ())
+    early, late = SeamMerger(grid), SeamMerger(grid)
+    released = []
+    for t in grid:
+        instances = predictor(predictor.image[t.y0:t.y1, t.x0:t.x1])
+        early.add(t, instances)
+        late.add(t, instances)
+        released += early.release_after(t)
+        if t.col == grid.cols - 1:
+            released += early.close_rows(t.row)
+    assert early.pending_count() == 0
+    key = lambda n: (n.crop.box, n.crop.mask.tobytes(), n.score, n.tile, n.seen_by)  # noqa: E731
+    assert sorted(map(key, released)) == sorted(map(key, late.finish()))
 
 
 def test_results_do_not_depend_on_the_batch_size():

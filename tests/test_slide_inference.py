@@ -151,6 +151,23 @@ def test_results_do_not_depend_on_reader_processes_or_batch_size_and_gzip_is_the
         gzip.decompress((tmp_path / "b" / "nuclei.geojson.gz").read_bytes())
 
 
+def test_parquet_row_groups_are_bounded_and_hold_the_same_table(slide_data, tmp_path, monkeypatch):
+    """Records wait in memory for at most one row group, whatever a region holds: with row groups
+    of 7 nuclei the table (and the GeoJSON) is the one written with the default size."""
+    from nucleus_seg.inference import streamed_outputs
+
+    path = slide_data["paths"]["generic"]
+    infer_slide(path, ColourCodedPredictor(), tmp_path / "a", SlideSettings(workers=0, **FAST))
+    monkeypatch.setattr(streamed_outputs, "ROW_GROUP", 7)
+    infer_slide(path, ColourCodedPredictor(), tmp_path / "b", SlideSettings(workers=0, **FAST))
+    small = pq.ParquetFile(tmp_path / "b" / "nuclei.parquet")
+    assert small.metadata.num_rows > 7 * 3
+    assert max(small.metadata.row_group(i).num_rows for i in range(small.num_row_groups)) <= 7
+    assert _table(tmp_path / "a") == _table(tmp_path / "b")
+    assert (tmp_path / "a" / "nuclei.geojson").read_bytes() == \
+        (tmp_path / "b" / "nuclei.geojson").read_bytes()
+
+
 RESUMABLE = SlideSettings(tile=256, overlap=64, target_mpp=0.25, batch_size=2, workers=2,
                           progress=False)
 

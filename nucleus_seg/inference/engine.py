@@ -3,9 +3,11 @@ them in batches and merge them with the seam matcher, releasing nuclei row by ro
 
 Tiles are predicted and merged in row-major order whatever the number of reader processes and their
 timing (the DataLoader returns batches in sampler order), so results do not depend on ``workers``.
-A row of tiles is closed when the first tile of a later row arrives (or at the end): the merger
-then releases every nucleus no later tile can overlap, and :func:`stream_tiles` yields them as a
-:class:`RowDone` before touching the next row - the point where a caller can commit its work.
+After each tile the merger releases the nuclei around it that no later tile can reach
+(:class:`Released`), so they are written out while the row goes on and only overlap strips stay in
+memory. A row of tiles is closed when the first tile of a later row arrives (or at the end): the
+merger releases the rest it can and :func:`stream_tiles` yields a :class:`RowDone` before touching
+the next row - the point where a caller can commit its work.
 """
 from __future__ import annotations
 
@@ -35,12 +37,20 @@ class ArrayView:
 
 
 @dataclass
-class RowDone:
-    """Tile row ``row`` is merged: ``nuclei`` can no longer change (in output order)."""
+class Released:
+    """Nuclei of tile row ``row`` that no later tile can change (in output order), released as
+    soon as the tile that last could reach them was merged."""
 
     row: int
     nuclei: List[Nucleus]
-    tiles: int  # tiles of this row that were predicted (background tiles are skipped)
+
+
+@dataclass
+class RowDone(Released):
+    """Tile row ``row`` is merged: its last ``nuclei`` are released and nothing of it is pending
+    but the overlap strip the next row will see - the point where a caller can commit its work."""
+
+    tiles: int = 0  # tiles of this row that were predicted (background tiles are skipped)
     instances: int = 0  # predictions made on those tiles, before merging
 
 
@@ -128,8 +138,10 @@ def stream_tiles(view, grid: TileGrid, predictor: Predictor, merger: SeamMerger,
                  workers: int = 0, open_view: Optional[Callable[[], object]] = None,
                  first_row: int = 0,
                  progress: Optional[Callable[[int, int], None]] = None,
-                 read_batches: Optional[Callable[..., Iterator[list]]] = None) -> Iterator[RowDone]:
-    """Predict and merge the planned tiles of ``grid`` over ``view``; yield each closed row.
+                 read_batches: Optional[Callable[..., Iterator[list]]] = None) -> Iterator[Released]:
+    """Predict and merge the planned tiles of ``grid`` over ``view``; yield nuclei as they are
+    released (:class:`Released`, after the tile that last could reach them) and each closed row
+    (:class:`RowDone`, with the rest of the row's nuclei), all in a fixed order.
 
     ``first_row`` resumes a run whose earlier rows were merged already (``merger`` restored from
     their state). ``progress(tiles_done_in_batch, instances)`` is called after each batch.
@@ -150,6 +162,9 @@ def stream_tiles(view, grid: TileGrid, predictor: Predictor, merger: SeamMerger,
                 yield RowDone(row, merger.close_rows(row), row_tiles, row_instances)
                 row, row_tiles, row_instances = row + 1, 0, 0
             merger.add(tile, instances)
+            released = merger.release_after(tile)
+            if released:
+                yield Released(row, released)
             row_tiles += 1
             row_instances += len(instances)
             count += len(instances)
@@ -160,5 +175,5 @@ def stream_tiles(view, grid: TileGrid, predictor: Predictor, merger: SeamMerger,
         row, row_tiles, row_instances = row + 1, 0, 0
 
 
-__all__ = ["ArrayView", "RowDone", "planned_tiles", "predict_tiles", "read_tile_batch",
+__all__ = ["ArrayView", "Released", "RowDone", "planned_tiles", "predict_tiles", "read_tile_batch",
            "stream_tiles"]

@@ -16,14 +16,16 @@ inside the window the two tiles share (where both see the same pixels):
 3. Matches join predictions into *clusters* (one nucleus each, at most one prediction per tile;
    matches through two neighbours - four-tile corners - merge clusters).
 
-A cluster is decided once no later tile can overlap it (the tile row below has been merged): the
+A cluster is decided once no later tile can overlap it (checked after each tile for the clusters
+around it, :meth:`SeamMerger.release_after`, and for all at the end of a tile row): the
 prediction farthest from its tile's interior borders (``margin``; a tile that sees the nucleus whole
 beats one that cuts it) is kept; if every tile cut it (a nucleus wider than the overlap, or one the
 tile seeing it whole missed), the union of the pieces is kept. So a nucleus is never kept by two
 tiles, never dropped by both, and one that the tile seeing it whole missed is kept from the other.
 
-Memory: only the clusters of the current and previous tile row are pending (mask crops, never
-image-sized arrays); :meth:`SeamMerger.state` / :meth:`SeamMerger.from_state` save and restore them
+Memory: only clusters some later tile can still reach are pending - those in the overlap strip
+along the bottom of the current tile row and beside the newest tile (mask crops, never image-sized
+arrays), about ``(overlap + nucleus size) / tile`` of a row's nuclei, not whole rows; :meth:`SeamMerger.state` / :meth:`SeamMerger.from_state` save and restore them
 for resuming a slide.
 """
 from __future__ import annotations
@@ -274,20 +276,45 @@ class SeamMerger:
                     out.append(m.cluster)
         return out
 
+    def release_after(self, tile: Tile) -> List[Nucleus]:
+        """``tile`` has just been added: release the nuclei near it that no later tile can reach
+        (clear of the next tile of its row and of the rows below), so pending nuclei are the
+        overlap strips a later tile will see, not whole tile rows. Only clusters with a member in
+        ``tile`` or its earlier neighbours are examined; any other cluster waits for
+        :meth:`close_rows`, which is always safe. Depends only on the tiles added so far, so the
+        output does not depend on batching or timing."""
+        grid, t = self.grid, self.tolerance
+        x_limit = grid.xs[tile.col + 1] if tile.col + 1 < grid.cols else _FAR
+        y_limit = grid.row_top(tile.row + 1) if tile.row + 1 < grid.rows else _FAR
+        seen, done = set(), []
+        for index in [tile.index] + [n.index for n in grid.earlier_neighbours(tile)]:
+            for m in self._by_tile.get(index, ()):
+                c = m.cluster
+                if id(c) in seen:
+                    continue
+                seen.add(id(c))
+                if c.box[2] + t <= x_limit and c.box[3] + t <= y_limit:
+                    done.append(c)
+        return self._release(done)
+
+    def _release(self, done: List[_Cluster]) -> List[Nucleus]:
+        if not done:
+            return []
+        for c in done:
+            for m in c.members:
+                members = self._by_tile[m.tile.index]
+                members.remove(m)
+                if not members:
+                    del self._by_tile[m.tile.index]
+        return [c.resolve() for c in sorted(done, key=lambda c: c.key)]
+
     def close_rows(self, last_row: int) -> List[Nucleus]:
         """All tiles of rows <= ``last_row`` have been added (skipped tiles included): release the
         nuclei no later tile can overlap, in a fixed order (first prediction's tile, then index)."""
         limit = self.grid.row_top(last_row + 1)
         if last_row + 1 >= self.grid.rows:
             limit = 1 << 62
-        done = [c for c in self._pending() if c.box[3] + self.tolerance <= limit]
-        if not done:
-            return []
-        for c in done:
-            for m in c.members:
-                self._by_tile[m.tile.index].remove(m)
-        self._by_tile = {k: v for k, v in self._by_tile.items() if v}
-        return [c.resolve() for c in sorted(done, key=lambda c: c.key)]
+        return self._release([c for c in self._pending() if c.box[3] + self.tolerance <= limit])
 
     def finish(self) -> List[Nucleus]:
         """Release everything still pending (after the last tile)."""

@@ -3,8 +3,8 @@
 Nuclei are turned into records (outline, centroid, box, areas) as soon as the seam merger releases
 them, and written to the current *region*'s part files under the slide's ``.partial/`` folder; a
 region's parts appear under their names only when the region is committed. At the end the parts are
-concatenated into the final files (the GeoJSON text part after part, the Parquet table one row group
-per region), so no step holds more than one region.
+concatenated into the final files (the GeoJSON text part after part, the Parquet table row group
+by row group), so no step holds more than one row group of records (``ROW_GROUP`` nuclei).
 
 Coordinates: level-0 pixels of the slide in the frame QuPath shows for the file (x right, y down,
 pixel edges: a model pixel (i, j) is the square [j, j+1) x [i, i+1) before scaling).
@@ -183,19 +183,29 @@ class NucleusRecords:
         return text.encode(), row
 
 
+ROW_GROUP = 4096  # nuclei per Parquet row group: a few MB of Python rows at most, whatever the slide
+
+
 class RegionParts:
     """Writes one region at a time: ``begin(k)``, ``add(nuclei)`` (as they are released),
     ``commit()`` (the region's two part files appear under their names). Parts live in
-    ``folder``: ``r000000.geojson`` (features separated by ",\\n") and ``r000000.parquet``."""
+    ``folder``: ``r000000.geojson`` (features separated by ",\\n") and ``r000000.parquet``.
 
-    def __init__(self, folder: Path, records: NucleusRecords, schema):
+    Both parts are streamed to their temporary files as nuclei arrive; at most ``ROW_GROUP``
+    records wait in memory for the next Parquet row group, so a region of any width (a tile row of
+    a wide slide holds tens of thousands of nuclei) costs a fixed amount of memory."""
+
+    def __init__(self, folder: Path, records: NucleusRecords, schema,
+                 row_group: Optional[int] = None):
         self.folder = Path(folder)
         self.records = records
         self.schema = schema
+        self.row_group = row_group or ROW_GROUP
         self.region: Optional[int] = None
+        self._streams: list = []  # the open atomic streams (GeoJSON, Parquet) of the region
         self._geojson = None
-        self._stream = None
-        self._batches: list = []  # Arrow record batches of the region: compact, not Python objects
+        self._parquet = None
+        self._columns: Dict[str, list] = {}
         self.count = 0
 
     @staticmethod
@@ -203,52 +213,58 @@ class RegionParts:
         return f"r{region:06d}.geojson", f"r{region:06d}.parquet"
 
     def begin(self, region: int) -> None:
+        import pyarrow.parquet as pq
+
         self.region = region
-        self._stream = atomic_stream(self.folder / self.names(region)[0], overwrite=True)
-        self._geojson = self._stream.__enter__()
-        self._batches = []
+        geojson_name, parquet_name = self.names(region)
+        self._streams = [atomic_stream(self.folder / geojson_name, overwrite=True),
+                         atomic_stream(self.folder / parquet_name, overwrite=True)]
+        self._geojson = self._streams[0].__enter__()
+        self._parquet = pq.ParquetWriter(self._streams[1].__enter__(), self.schema)
+        self._columns = {c: [] for c in PARQUET_COLUMNS}
         self.count = 0
 
     def add(self, nuclei: Iterable[Nucleus], first_id: int) -> int:
         """Write ``nuclei`` with ids from ``first_id``; returns the next free id."""
-        import pyarrow as pa
-
         nucleus_id = first_id
-        columns = {c: [] for c in PARQUET_COLUMNS}
         for nucleus in nuclei:
             text, row = self.records.record(nucleus, nucleus_id)
             if self.count:
                 self._geojson.write(b",\n")
             self._geojson.write(text)
             for c in PARQUET_COLUMNS:
-                columns[c].append(row[c])
+                self._columns[c].append(row[c])
             self.count += 1
             nucleus_id += 1
-        if nucleus_id > first_id:
-            self._batches.append(pa.RecordBatch.from_pydict(columns, schema=self.schema))
+            if len(self._columns["id"]) >= self.row_group:
+                self._flush()
         return nucleus_id
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._columns["id"]:
+            self._parquet.write_batch(pa.RecordBatch.from_pydict(self._columns, schema=self.schema))
+            self._columns = {c: [] for c in PARQUET_COLUMNS}
 
     def commit(self) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        self._stream.__exit__(None, None, None)
-        table = pa.Table.from_batches(self._batches, schema=self.schema)
-        with atomic_stream(self.folder / self.names(self.region)[1], overwrite=True) as f:
-            pq.write_table(table, f)
-        self._stream = self._geojson = None
-        self._batches = []
-        del table
+        self._flush()
+        self._parquet.close()
+        for stream in self._streams:
+            stream.__exit__(None, None, None)
+        self._streams, self._geojson, self._parquet = [], None, None
         pa.default_memory_pool().release_unused()
 
     def abandon(self) -> None:
-        """Drop the open region (an error): its temporary file is removed."""
-        if self._stream is not None:
+        """Drop the open region (an error): its temporary files are removed."""
+        for stream in self._streams:
             try:
-                self._stream.__exit__(RuntimeError, RuntimeError("abandoned"), None)
+                stream.__exit__(RuntimeError, RuntimeError("abandoned"), None)
             except RuntimeError:
                 pass
-            self._stream = self._geojson = None
+        self._streams, self._geojson, self._parquet = [], None, None
 
 
 def assemble_geojson(parts: Sequence[Path], dest: Path, compress: bool) -> Path:
@@ -274,8 +290,9 @@ def assemble_geojson(parts: Sequence[Path], dest: Path, compress: bool) -> Path:
 
 
 def assemble_parquet(parts: Sequence[Path], dest: Path, schema, on_table=None) -> int:
-    """One Parquet file, one row group per non-empty region part; ``on_table(table)`` sees each
-    region (e.g. to draw the QC thumbnail). Returns the row count."""
+    """One Parquet file from the region parts, row group by row group (each at most ``ROW_GROUP``
+    nuclei, so memory does not follow a region's size); ``on_table(table)`` sees each row group
+    (e.g. to draw the QC thumbnail). Returns the row count."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -285,15 +302,16 @@ def assemble_parquet(parts: Sequence[Path], dest: Path, schema, on_table=None) -
         for part in parts:
             # one thread, no dataset scanner: its per-thread heaps would stay allocated
             with pq.ParquetFile(part) as pf:
-                table = pf.read(use_threads=False)
-            if table.num_rows == 0:
-                continue
-            writer.write_table(table, row_group_size=table.num_rows)
-            rows += table.num_rows
-            if on_table is not None:
-                on_table(table)
-            del table
-            pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+                for group in range(pf.num_row_groups):
+                    table = pf.read_row_group(group, use_threads=False)
+                    if table.num_rows == 0:
+                        continue
+                    writer.write_table(table, row_group_size=table.num_rows)
+                    rows += table.num_rows
+                    if on_table is not None:
+                        on_table(table)
+                    del table
+                    pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
         writer.close()
     return rows
 
