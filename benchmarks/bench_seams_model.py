@@ -2,7 +2,8 @@
 """Seams with a real model: the tiny Mask R-CNN on real H&E regions, tiled vs. whole image.
 
     .venv/bin/python benchmarks/bench_seams_model.py --checkpoint work_dirs/.../iter_N.pth \
-        [--regions 4] [--tile 256] [--overlaps 48 96] [--data ../shared/data/dsb2018_he]
+        [--regions 4] [--tile 256] [--overlaps 48 96] [--data ../shared/data/dsb2018_he] \
+        [--score-thr T] [--raw]
 
 A region is 2 x 2 DSB H&E tiles stitched (640 x 512 px, with their per-nucleus masks as ground
 truth); the shared 64-tile set is used where it exists, else the bundled sample. Each region is
@@ -106,7 +107,11 @@ def main(argv=None) -> int:
     p.add_argument("--regions", type=int, default=4)
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--overlaps", type=int, nargs="+", default=[48, 96])
-    p.add_argument("--score-thr", type=float, default=0.5)
+    p.add_argument("--score-thr", type=float, default=None,
+                   help="default: the checkpoint's calibrated threshold, else 0.5")
+    p.add_argument("--raw", action="store_true",
+                   help="the model's detections as they are (no per-tile clean-up: overlaps, "
+                        "slivers and near-duplicates kept)")
     p.add_argument("--data", default=None)
     args = p.parse_args(argv)
 
@@ -115,11 +120,15 @@ def main(argv=None) -> int:
     shared = ROOT.parent / "shared" / "data" / "dsb2018_he"
     data = Path(args.data) if args.data else (shared if shared.is_dir() else
                                               ROOT / "data" / "sample" / "dsb2018_he")
-    predictor = load_predictor(args.config, args.checkpoint, "cpu", args.score_thr)
+    predictor = load_predictor(args.config, args.checkpoint, "cpu", args.score_thr,
+                               clean_up=not args.raw)
     # The whole-image run gets the tiles' proposal density: RPN keeps a fixed number of proposals
     # per image (2,000), so a region 5x a tile's area would otherwise get 5x fewer per nucleus
     # and miss nuclei that the tiles find.
-    whole_predictor = load_predictor(args.config, args.checkpoint, "cpu", args.score_thr)
+    whole_predictor = load_predictor(args.config, args.checkpoint, "cpu", args.score_thr,
+                                     clean_up=not args.raw)
+    print(f"{predictor.threshold.describe()}; "
+          f"{'raw detections' if args.raw else 'cleaned (non-overlapping) output'}", flush=True)
     rows = []
     for k, (image, gt_masks) in enumerate(dsb_regions(data, args.regions)):
         h, w = image.shape[:2]
@@ -150,7 +159,8 @@ def main(argv=None) -> int:
                       f"only tiled {agree['FP']}); without duplicates {dedup['F1']:.4f}; the "
                       f"whole-image predictions cut into tiles and merged: F1 {merged['F1']:.4f}",
                       flush=True)
-    print(f"\ndata: {data}; model: {args.checkpoint}; tile {args.tile}; score >= {args.score_thr}")
+    print(f"\ndata: {data}; model: {args.checkpoint}; tile {args.tile}; score >= "
+          f"{predictor.score_thr:g}; {'raw' if args.raw else 'cleaned'}")
     print("| region | overlap | whole-image proposals | GT nuclei | whole | tiled | F1 tiled vs whole "
           "| the same without duplicates | F1 vs GT (whole / tiled) | whole cut into tiles, merged |")
     print("|---|---|---|---|---|---|---|---|---|---|")
