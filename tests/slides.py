@@ -12,6 +12,10 @@ dust specks (small dark dots the tissue mask must ignore). Writers:
   1 x 1 with unit NONE);
 - :func:`write_truncated`: a copy cut short;
 - :func:`write_corrupt_tile`: a copy with one level-0 tile zeroed (fails mid-slide);
+- :func:`write_leica_scn`: a Leica SCN (BigTIFF, Leica XML in the first IFD): the image sits at an
+  offset inside a larger collection, so OpenSlide 'leica' reports non-zero openslide.bounds-x/y;
+- :func:`write_ndpi`: a Hamamatsu NDPI (one restart-marked JPEG per level, the private NDPI tags):
+  OpenSlide 'hamamatsu';
 - :func:`write_large_slide`: 0.25-4 gigapixel slides written tile by tile (a generator feeds
   tifffile), never holding a level in memory; used by benchmarks/.
 
@@ -162,6 +166,178 @@ def write_corrupt_tile(source, path, at: float = 2 / 3) -> Path:
         f.seek(offset)
         f.write(b"\0" * count)
     return path
+
+
+# --- vendor formats: what OpenSlide 4's leica and hamamatsu drivers read ----------------------------
+LEICA_XMLNS = "http://www.leica-microsystems.com/scn/2010/10/01"
+
+
+def _leica_image_xml(name: str, dims: Sequence[Tuple[int, int, int]], nm_per_px: float,
+                     offset_nm: Tuple[int, int]) -> str:
+    """One <image> of a Leica collection: ``dims`` = (IFD, width, height) per pyramid level, the
+    first the finest; the <view> gives its size and offset in the collection in nm."""
+    w0, h0 = dims[0][1], dims[0][2]
+    dimensions = "".join(f'<dimension sizeX="{w}" sizeY="{h}" r="{r}" ifd="{ifd}"/>'
+                         for r, (ifd, w, h) in enumerate(dims))
+    return (f'<image name="{name}"><creationDate>2024-01-01T00:00:00.00Z</creationDate>'
+            f'<device model="Leica SCN400;Leica SCN" version="1.5.1.10804 2012/05/10 13:29:07"/>'
+            f'<pixels sizeX="{w0}" sizeY="{h0}">{dimensions}</pixels>'
+            f'<view sizeX="{round(w0 * nm_per_px)}" sizeY="{round(h0 * nm_per_px)}" '
+            f'offsetX="{offset_nm[0]}" offsetY="{offset_nm[1]}" spacingZ="0"/>'
+            f'<scanSettings><objectiveSettings><objective>{round(10 * 1000 / nm_per_px)}'
+            f'</objective></objectiveSettings><illuminationSettings><numericalAperture>0.7'
+            f'</numericalAperture><illuminationSource>brightfield</illuminationSource>'
+            f'</illuminationSettings></scanSettings></image>')
+
+
+def write_leica_scn(path, image: np.ndarray, mpp: float = 0.5, offset: Tuple[int, int] = (320, 192),
+                    collection: Tuple[int, int] = None, factors=(4, 16), compression="zlib",
+                    tile: int = TILE, macro_factor: int = 16) -> Path:
+    """A Leica SCN as OpenSlide's leica driver reads it: a BigTIFF whose first IFD (tiled) carries
+    the Leica XML: a collection (the glass, ``collection`` level-0 px, default the image plus
+    ``offset`` on every side, in nm), a macro image of the whole collection (IFD 0, view offset 0
+    and the collection's size: what the driver takes for a macro) and one brightfield main image,
+    ``image`` and its reductions by ``factors`` (IFDs 1..), at ``offset`` level-0 px inside the
+    collection. OpenSlide then reports the collection as level 0 (transparent outside the main
+    image), ``openslide.bounds-x/y`` = ``offset``, and ``openslide.mpp-x`` from the main image's
+    level-0 X/YResolution (pixels per cm), not from the XML. Offsets that are multiples of the
+    largest factor keep the coarse levels aligned (OpenSlide truncates nm / nm-per-px)."""
+    import tifffile
+
+    h, w = image.shape[:2]
+    cw, ch = collection or (w + 2 * offset[0], h + 2 * offset[1])
+    nm = mpp * 1000.0
+    levels = pyramid(image, factors)
+    glass = np.full((ch, cw, 3), 255, np.uint8)
+    glass[offset[1]:offset[1] + h, offset[0]:offset[0] + w] = image
+    macro = cv2.resize(glass, (cw // macro_factor, ch // macro_factor), interpolation=cv2.INTER_AREA)
+    macro_xml = _leica_image_xml("macro", [(0, macro.shape[1], macro.shape[0])],
+                                 cw * nm / macro.shape[1], (0, 0))
+    main_dims = [(1 + i, lv.shape[1], lv.shape[0]) for i, lv in enumerate(levels)]
+    main_xml = _leica_image_xml("main", main_dims, nm, (round(offset[0] * nm), round(offset[1] * nm)))
+    description = (f'<?xml version="1.0" encoding="utf-8"?><scn xmlns="{LEICA_XMLNS}">'
+                   f'<collection name="nucleus-seg synthetic" sizeX="{round(cw * nm)}" '
+                   f'sizeY="{round(ch * nm)}"><barcode>MTIzNDU=</barcode>'
+                   f'{macro_xml}{main_xml}</collection></scn>')
+    path = Path(path)
+    common = dict(tile=(tile, tile), photometric="rgb", compression=compression,
+                  resolutionunit="CENTIMETER", metadata=None)
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        per_cm = 1e4 * macro.shape[1] / (cw * mpp)
+        tw.write(macro, description=description, resolution=(per_cm, per_cm), **common)
+        for level in levels:
+            per_cm = 1e4 * level.shape[1] / (w * mpp)
+            tw.write(level, resolution=(per_cm, per_cm), **common)
+    return path
+
+
+NDPI_FORMAT_FLAG, NDPI_SOURCELENS, NDPI_FOCAL_PLANE, NDPI_MCU_STARTS = 65420, 65421, 65424, 65426
+
+
+def _restart_marked_jpeg(level: np.ndarray, quality: int, restart_mcus: int):
+    """(JPEG bytes, offsets of each restart interval's first byte): baseline 4:4:4 (8 x 8 MCUs), a
+    restart marker every ``restart_mcus`` MCUs. Not 4:2:0: OpenSlide 4.0.1 decodes an NDPI tile
+    (one MCU row) with libjpeg's fancy upsampling, which reads ahead into the next MCU row and
+    fails on the tile's end ('found marker 0xd9 instead of RST0')."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_RST_INTERVAL, restart_mcus,
+              cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(level, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {level.shape} JPEG")
+    data = encoded.tobytes()
+    sos = data.index(b"\xff\xda")
+    first = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+    starts, k = [first], first
+    while True:  # in entropy-coded data 0xFF is followed by 0x00 (stuffing) or a marker
+        k = data.find(b"\xff", k)
+        if k < 0 or k + 1 >= len(data):
+            break
+        if 0xD0 <= data[k + 1] <= 0xD7:
+            starts.append(k + 2)
+        k += 2
+    return data, starts
+
+
+def write_ndpi(path, image: np.ndarray, mpp: float = 0.5, factors=(4, 16), quality: int = 90,
+               restart_mcus: int = 8, source_lens: float = 20.0) -> Path:
+    """A Hamamatsu NDPI as OpenSlide's hamamatsu driver reads it: a TIFF whose IFDs (finest first)
+    each hold one level as a single JPEG strip with restart markers (OpenSlide's tiles are the
+    restart intervals: ``restart_mcus`` x 8 px wide, 8 px high), the NDPI tags 65420 (format
+    flag: what OpenSlide detects NDPI by), 65421 (source lens; > 0: a pyramid level), 65424
+    (focal plane 0) and 65426 (each interval's offset in the JPEG), and X/YResolution in pixels
+    per cm (OpenSlide's openslide.mpp-x). Every level's width must be a multiple of
+    8 * ``restart_mcus`` and its height of 8 (the intervals tile the level exactly)."""
+    import tifffile
+
+    path = Path(path)
+    w0 = image.shape[1]
+    with tifffile.TiffWriter(path) as tw:
+        for level in pyramid(image, factors):
+            h, w = level.shape[:2]
+            if w % (8 * restart_mcus) or h % 8:
+                raise ValueError(f"NDPI level {w}x{h}: width must be a multiple of "
+                                 f"{8 * restart_mcus} and height of 8")
+            data, starts = _restart_marked_jpeg(level, quality, restart_mcus)
+            per_cm = 1e4 * w / (w0 * mpp)
+            tags = [(271, "s", 0, "Hamamatsu", True),  # Make: tifffile's NDPI test wants it
+                    (NDPI_FORMAT_FLAG, "I", 1, 1, True), (NDPI_SOURCELENS, "f", 1, source_lens, True),
+                    (NDPI_FOCAL_PLANE, "i", 1, 0, True),
+                    (NDPI_MCU_STARTS, "I", len(starts), starts, True)]
+            # the encoded JPEG goes in as it is: one strip, the whole level
+            tw.write(iter([data]), shape=(h, w, 3), dtype=np.uint8, photometric="rgb",
+                     compression="jpeg", rowsperstrip=h, resolution=(per_cm, per_cm),
+                     resolutionunit="CENTIMETER", metadata=None, extratags=tags)
+    _ndpi_ifd_layout(path)
+    return path
+
+
+def _ndpi_ifd_layout(path: Path) -> None:
+    """Rewrite a little-endian classic TIFF's IFDs as NDPI lays them out (classic TIFF with 64-bit
+    offsets): an 8-byte first-IFD offset in the header, and per IFD the 12-byte entries, an 8-byte
+    next-IFD offset and a 4-byte high half per entry (zero here: the file is under 4 GB). The new
+    IFDs go at the end of the file; the old ones, at offset 8 and after the data, become unused.
+    OpenSlide then reads the file in its NDPI mode, and tifffile (which takes a '.ndpi' file for
+    this layout) reads it too."""
+    data = bytearray(Path(path).read_bytes())
+    if data[:4] != b"II*\x00" or int.from_bytes(data[4:8], "little") != 8:
+        raise ValueError(f"{path}: expected a little-endian classic TIFF with its first IFD at 8")
+    entries, offset = [], 8
+    while offset:
+        n = int.from_bytes(data[offset:offset + 2], "little")
+        for e in range(offset + 2, offset + 2 + 12 * n, 12):
+            # OpenSlide's NDPI mode reads every ASCII value out of line, tifffile inlines <= 4 bytes
+            if data[e + 2:e + 4] == b"\x02\x00" and int.from_bytes(data[e + 4:e + 8], "little") <= 4:
+                raise ValueError(f"{path}: ASCII tag {int.from_bytes(data[e:e + 2], 'little')} "
+                                 "of 4 bytes or less would be misread in the NDPI layout")
+        entries.append(bytes(data[offset:offset + 2 + 12 * n]))
+        offset = int.from_bytes(data[offset + 2 + 12 * n:offset + 6 + 12 * n], "little")
+    positions, end = [], len(data) + len(data) % 2
+    for ifd in entries:
+        positions.append(end)
+        n = (len(ifd) - 2) // 12
+        end += len(ifd) + 8 + 4 * n
+    out = data + b"\x00" * (len(data) % 2)
+    for k, ifd in enumerate(entries):
+        n = (len(ifd) - 2) // 12
+        following = positions[k + 1] if k + 1 < len(positions) else 0
+        out += ifd + following.to_bytes(8, "little") + b"\x00" * (4 * n)
+    out[4:12] = positions[0].to_bytes(8, "little")  # overwrites the start of the unused old IFD
+    Path(path).write_bytes(bytes(out))
+
+
+def ndpi_levels_decoded(path) -> List[np.ndarray]:
+    """Each NDPI level's JPEG strip decoded whole with OpenCV (RGB): what OpenSlide must return."""
+    import tifffile
+
+    out = []
+    with tifffile.TiffFile(path) as tif, open(path, "rb") as f:
+        for page in tif.pages:
+            # the StripOffsets / StripByteCounts tags themselves: tifffile presents an NDPI
+            # level as the tiles its restart intervals make
+            f.seek(int(page.tags[273].value[0]))
+            data = np.frombuffer(f.read(int(page.tags[279].value[0])), np.uint8)
+            out.append(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    return out
 
 
 # --- large slides for benchmarks ------------------------------------------------------------------

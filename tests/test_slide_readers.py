@@ -1,6 +1,7 @@
 """Slide readers on synthetic slides written with tifffile (tests/slides.py): which reader opens
 each file, exact level-0 pixels, lower levels within resampling tolerance, MPP sources and the
-one-line errors for missing MPP and truncated files."""
+one-line errors for missing MPP and truncated files; vendor formats OpenSlide's own drivers read
+(Leica SCN with its scanned-area bounds, Hamamatsu NDPI)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -195,3 +196,92 @@ def test_workers_reopen_the_slide_from_its_spec(files):
     for backend, region in results:
         assert backend == "tifffile"
         np.testing.assert_array_equal(region, reader.read_region(500, 400, 0, 64, 64))
+
+
+# --- vendor formats: Leica SCN (bounds inside a larger collection) and Hamamatsu NDPI -------------
+SCN_OFFSET = (320, 192)  # level-0 px of the main image inside the collection: multiples of 16
+
+
+@pytest.fixture(scope="module")
+def vendor(tmp_path_factory):
+    """A 1024 x 768 mosaic at 0.5 um/px (tissue in the middle, glass around it) as a Leica SCN
+    (zlib and JPEG tiles) and as an NDPI: 260-270 KB each."""
+    d = tmp_path_factory.mktemp("vendor")
+    image = slides.make_mosaic(1024, 768)
+    return dict(image=image, levels=slides.pyramid(image),
+                scn=slides.write_leica_scn(d / "slide.scn", image, offset=SCN_OFFSET),
+                scn_jpeg=slides.write_leica_scn(d / "jpeg.scn", image, offset=SCN_OFFSET,
+                                                compression="jpeg"),
+                ndpi=slides.write_ndpi(d / "slide.ndpi", image))
+
+
+@pytest.mark.parametrize("name", ["scn", "scn_jpeg"])
+def test_leica_scn_opens_in_openslide_with_its_bounds_mpp_and_levels(vendor, name, capfd):
+    with open_slide(vendor[name]) as reader:
+        assert (reader.backend, reader.format) == ("openslide", "leica")
+        # MPP: OpenSlide's leica driver takes the main image's X/YResolution (px per cm)
+        assert reader.mpp == pytest.approx((0.5, 0.5))
+        assert reader.mpp_source == "openslide:leica:openslide.mpp-x"
+        # level 0 is the whole collection; the main image is the scanned area
+        assert reader.level_dimensions == ((1664, 1152), (416, 288), (104, 72))
+        assert reader.level_downsamples == pytest.approx((1.0, 4.0, 16.0))
+        assert reader.bounds == (*SCN_OFFSET, 1024, 768)
+        assert reader.qupath_origin == SCN_OFFSET
+    assert capfd.readouterr().err == ""  # tifffile's OME probe says nothing about the file
+
+
+def test_leica_scn_regions_are_the_written_pixels_at_their_offset(vendor):
+    image, levels = vendor["image"], vendor["levels"]
+    ox, oy = SCN_OFFSET
+    with open_slide(vendor["scn"]) as reader:
+        np.testing.assert_array_equal(reader.read_region(ox, oy, 0, 1024, 768), image)
+        np.testing.assert_array_equal(reader.read_region(ox + 300, oy + 200, 0, 500, 300),
+                                      image[200:500, 300:800])
+        # across the scanned area's corner: the glass outside it (transparent in OpenSlide) is white
+        corner = reader.read_region(ox - 40, oy - 30, 0, 100, 90)
+        assert (corner[:30] == 255).all() and (corner[:, :40] == 255).all()
+        np.testing.assert_array_equal(corner[30:, 40:], image[:60, :60])
+        # coarser levels: the written reductions at offset / downsample
+        np.testing.assert_array_equal(reader.read_level(1, ox // 4, oy // 4, 256, 192), levels[1])
+        np.testing.assert_array_equal(reader.read_region(ox + 512, oy + 256, 2, 16, 16),
+                                      levels[2][16:32, 32:48])
+        # the model's view is the scanned area: model pixel (0, 0) is level-0 (320, 192), and
+        # QuPath's pixel (0, 0) too
+        view = ResampledView(reader, 0.5)
+        assert (view.width, view.height, view.level) == (1024, 768, 0)
+        assert tuple(view.offset) == SCN_OFFSET
+        np.testing.assert_array_equal(view.read(0, 0, 1024, 768), image)
+        assert view.to_slide([[10.0, 20.0]]).tolist() == [[ox + 10.0, oy + 20.0]]
+        assert view.to_qupath([[10.0, 20.0]]).tolist() == [[10.0, 20.0]]
+        view = ResampledView(reader, 2.0)  # level 1 as it is
+        assert (view.level, view.width, view.height) == (1, 256, 192)
+        np.testing.assert_array_equal(view.read(0, 0, 256, 192), levels[1])
+    with open_slide(vendor["scn_jpeg"]) as reader:
+        region = reader.read_region(ox, oy, 0, 1024, 768).astype(int)
+        assert np.abs(region - image).mean() < 3  # lossy, close
+        assert np.abs(reader.read_level(1, ox // 4, oy // 4, 256, 192) - levels[1].astype(int)).mean() < 3
+
+
+def test_ndpi_opens_in_openslide_with_its_mpp_levels_and_pixels(vendor, capfd):
+    jpegs = slides.ndpi_levels_decoded(vendor["ndpi"])  # the JPEG of each level, decoded whole
+    with open_slide(vendor["ndpi"]) as reader:
+        assert (reader.backend, reader.format) == ("openslide", "hamamatsu")
+        assert reader.mpp == pytest.approx((0.5, 0.5))  # X/YResolution in px per cm
+        assert reader.mpp_source == "openslide:hamamatsu:openslide.mpp-x"
+        # OpenSlide adds libjpeg's 1/2, 1/4, 1/8 scaled decodes of each stored level (1, 4, 16)
+        assert reader.level_dimensions == tuple((1024 // d, 768 // d) for d in (1, 2, 4, 8, 16, 32, 64, 128))
+        assert reader.level_downsamples == pytest.approx((1, 2, 4, 8, 16, 32, 64, 128))
+        assert reader.bounds == (0, 0, 1024, 768) and reader.qupath_origin == (0, 0)
+        # the stored levels, read tile by tile (restart intervals), are their JPEGs decoded whole
+        np.testing.assert_array_equal(reader.read_region(0, 0, 0, 1024, 768), jpegs[0])
+        np.testing.assert_array_equal(reader.read_region(300, 200, 0, 500, 300), jpegs[0][200:500, 300:800])
+        np.testing.assert_array_equal(reader.read_level(2, 0, 0, 256, 192), jpegs[1])
+        np.testing.assert_array_equal(reader.read_level(4, 0, 0, 64, 48), jpegs[2])
+        assert np.abs(jpegs[0].astype(int) - vendor["image"]).mean() < 3  # lossy, close
+        # a scaled decode is close to the area reduction of level 0
+        half = cv2.resize(vendor["image"], (512, 384), interpolation=cv2.INTER_AREA).astype(int)
+        assert np.abs(reader.read_level(1, 0, 0, 512, 384) - half).mean() < 3
+        view = ResampledView(reader, 2.0)  # the stored 4x level, as it is
+        assert (view.level, view.width, view.height) == (2, 256, 192)
+        np.testing.assert_array_equal(view.read(0, 0, 256, 192), jpegs[1])
+    assert capfd.readouterr().err == ""
