@@ -1,5 +1,6 @@
 """The slide path end to end with a pixel-reading stand-in predictor: slides written with tifffile
-(Aperio-style, generic TIFF with resolution tags, OME-TIFF), read by OpenSlide / tifffile in reader
+(Aperio-style, generic TIFF with resolution tags, OME-TIFF, Leica SCN whose scanned area sits
+inside a larger collection), read by OpenSlide / tifffile in reader
 processes; every nucleus once at the right level-0 position in QuPath's frame; outputs; resume
 after SIGKILL; determinism whatever the workers; one-line errors for bad slides."""
 from __future__ import annotations
@@ -26,11 +27,12 @@ from nucleus_seg.inference.batch import infer_inputs
 from nucleus_seg.inference.export import geojson_feature
 from nucleus_seg.slide_inference import SlideSettings, infer_slide
 from tests.standins import CHILDREN_ENV, KILL_ENV, ColourCodedPredictor, colour_slide
-from slides import write_aperio, write_generic_tiff, write_ome_tiff, write_truncated
+from slides import write_aperio, write_generic_tiff, write_leica_scn, write_ome_tiff, write_truncated
 
 TESTS = Path(__file__).resolve().parent
 W, H = 1600, 1200
 TISSUE = (300, 250, 1000, 700)  # x, y, w, h of the pink block holding the nuclei
+SCN_OFFSET = (160, 96)  # level-0 px of the SCN's main image (the slide) inside its collection
 FAST = dict(tile=256, overlap=64, target_mpp=0.25, batch_size=3, progress=False)
 
 
@@ -40,7 +42,8 @@ def slide_data(tmp_path_factory):
     image, labels, discs = colour_slide(W, H, TISSUE)
     paths = {"aperio": write_aperio(folder / "a.svs", image, mpp=0.25),
              "generic": write_generic_tiff(folder / "g.tif", image, mpp=0.25),
-             "ome": write_ome_tiff(folder / "o.ome.tif", image, mpp=0.25)}
+             "ome": write_ome_tiff(folder / "o.ome.tif", image, mpp=0.25),
+             "scn": write_leica_scn(folder / "l.scn", image, mpp=0.25, offset=SCN_OFFSET)}
     return dict(folder=folder, image=image, labels=labels, discs=discs, paths=paths)
 
 
@@ -136,6 +139,45 @@ def test_outputs_are_in_qupath_frame_the_scanned_area_origin_subtracted(slide_da
     assert tuple(model_xy * qupath.scale + qupath.offset) == (20.0, 40.0) == tuple(view.to_qupath(model_xy))
     assert tuple(model_xy * slide.scale + slide.offset) == (120.0, 100.0)
     reader.close()
+
+
+def test_leica_scn_nuclei_land_where_qupath_shows_them_the_bounds_origin_subtracted(slide_data,
+                                                                                     tmp_path):
+    """A real vendor file with bounds: OpenSlide reports the SCN's collection as level 0 and the
+    main image at openslide.bounds-x/y; QuPath's OpenSlide server crops to the bounds, so its
+    pixel (x, y) is the main image's pixel (x, y): the painted discs' own coordinates."""
+    ox, oy = SCN_OFFSET
+    path = slide_data["paths"]["scn"]
+    truth = _truth(slide_data["labels"])  # in the main image's pixels = QuPath's frame
+    frames = {}
+    for frame, workers in (("qupath", 1), ("slide", 0)):
+        out = tmp_path / frame
+        summary = infer_slide(path, ColourCodedPredictor(), out,
+                              SlideSettings(workers=workers, frame=frame, **FAST))
+        frames[frame] = _table(out)
+        assert summary.nuclei == len(truth) == len(frames[frame]["id"])
+        doc = json.loads((out / "summary.json").read_text())
+        assert doc["view"]["format"] == "leica" and doc["view"]["offset"] == [ox, oy]
+        assert doc["view"]["bounds"] == [ox, oy, W, H] and doc["view"]["mpp_source"] != "--mpp"
+        assert doc["coordinates"]["origin_level0"] == ([ox, oy] if frame == "qupath" else [0, 0])
+        x, y, w, h = TISSUE
+        assert doc["tissue_area_mm2"] == pytest.approx(w * h * 0.0625e-6, rel=0.15)
+    qupath, slide = frames["qupath"], frames["slide"]
+    found = set()
+    for area, cx, cy in zip(qupath["area_px"], qupath["centroid_x"], qupath["centroid_y"]):
+        k = int(slide_data["labels"][int(cy), int(cx)])
+        assert k and k not in found
+        found.add(k)
+        assert area == truth[k][0] and cx == pytest.approx(truth[k][1]) and cy == pytest.approx(truth[k][2])
+    # OpenSlide's frame ('slide') is the same nuclei, shifted by the bounds origin
+    assert slide["centroid_x"] == pytest.approx([x + ox for x in qupath["centroid_x"]])
+    assert slide["centroid_y"] == pytest.approx([y + oy for y in qupath["centroid_y"]])
+    # the GeoJSON QuPath imports: outlines around the discs in the main image's pixels
+    doc = json.loads((tmp_path / "qupath" / "nuclei.geojson").read_text())
+    for feature in doc["features"][:50]:
+        centroid = shapely.geometry.shape(feature["geometry"]).centroid
+        k = int(slide_data["labels"][int(centroid.y), int(centroid.x)])
+        assert abs(centroid.x - truth[k][1]) < 0.5 and abs(centroid.y - truth[k][2]) < 0.5
 
 
 def test_results_do_not_depend_on_reader_processes_or_batch_size_and_gzip_is_the_same_text(
