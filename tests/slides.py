@@ -1,4 +1,5 @@
-"""Synthetic whole-slide files for tests and benchmarks, written with tifffile from DSB H&E tiles.
+"""Synthetic whole-slide files for tests and benchmarks, written with tifffile (MIRAX: by hand)
+from DSB H&E tiles.
 
 A slide is a white canvas (empty glass) with a block of DSB tiles in the middle (tissue) and a few
 dust specks (small dark dots the tissue mask must ignore). Writers:
@@ -16,6 +17,9 @@ dust specks (small dark dots the tissue mask must ignore). Writers:
   offset inside a larger collection, so OpenSlide 'leica' reports non-zero openslide.bounds-x/y;
 - :func:`write_ndpi`: a Hamamatsu NDPI (one restart-marked JPEG per level, the private NDPI tags):
   OpenSlide 'hamamatsu';
+- :func:`write_mirax`: a 3DHISTECH MIRAX (``.mrxs`` + folder with Slidedat.ini, Index.dat and a
+  data file of JPEG or PNG images): empty camera positions around the image, so OpenSlide 'mirax'
+  reports non-zero openslide.bounds-x/y; :func:`mirax_levels_decoded` is what it must return;
 - :func:`write_large_slide`: 0.25-4 gigapixel slides written tile by tile (a generator feeds
   tifffile), never holding a level in memory; used by benchmarks/.
 
@@ -337,6 +341,178 @@ def ndpi_levels_decoded(path) -> List[np.ndarray]:
             f.seek(int(page.tags[273].value[0]))
             data = np.frombuffer(f.read(int(page.tags[279].value[0])), np.uint8)
             out.append(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    return out
+
+
+# --- 3DHISTECH MIRAX -------------------------------------------------------------------------------
+MIRAX_INDEX_VERSION = "01.02"
+
+
+def _encode_tile(tile: np.ndarray, image_format: str, quality: int) -> bytes:
+    """One MIRAX image (RGB) as the bytes of a JPEG (OpenCV's default 4:2:0) or PNG file."""
+    if image_format == "JPEG":
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(tile, cv2.COLOR_RGB2BGR),
+                                [cv2.IMWRITE_JPEG_QUALITY, quality])
+    elif image_format == "PNG":
+        ok, data = cv2.imencode(".png", cv2.cvtColor(tile, cv2.COLOR_RGB2BGR))
+    else:
+        raise ValueError(f"MIRAX image format {image_format!r}: 'JPEG' or 'PNG' here")
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {tile.shape} {image_format} tile")
+    return data.tobytes()
+
+
+class _MiraxLayout:
+    """Where :func:`write_mirax` puts things: the glass (white, ``margin`` = (left, top, right,
+    bottom) empty camera positions around ``image``, which is padded with white to whole camera
+    positions of ``divisions`` x ``tile``), which camera positions were scanned (any pixel not
+    white) and each zoom level's images."""
+
+    def __init__(self, image, tile, divisions, margin):
+        self.tile, self.divisions = tile, divisions
+        tw, th = tile
+        self.cam_w, self.cam_h = divisions * tw, divisions * th
+        h, w = image.shape[:2]
+        cols = margin[0] + -(-w // self.cam_w) + margin[2]
+        rows = margin[1] + -(-h // self.cam_h) + margin[3]
+        self.glass = np.full((rows * self.cam_h, cols * self.cam_w, 3), 255, np.uint8)
+        x0, y0 = margin[0] * self.cam_w, margin[1] * self.cam_h
+        self.glass[y0:y0 + h, x0:x0 + w] = image
+        self.images_x, self.images_y = cols * divisions, rows * divisions
+        blocks = self.glass.reshape(rows, self.cam_h, cols, self.cam_w, 3)
+        self.active = (blocks != 255).any(axis=(1, 3, 4))  # (rows, cols): positions scanned
+
+    def images(self, k: int) -> Iterator[Tuple[int, int, np.ndarray]]:
+        """(x, y, pixels) of zoom level ``k``'s images: x, y on the level-0 image grid (multiples
+        of 2^k), pixels the 2^k x 2^k level-0 images there reduced by 2^k (INTER_AREA). Only
+        images covering a scanned camera position (OpenSlide skips the rest)."""
+        c, (tw, th), d = 2 ** k, self.tile, self.divisions
+        span_w, span_h = c * tw, c * th
+        gh, gw = self.glass.shape[:2]
+        padded = np.full((-(-gh // span_h) * span_h, -(-gw // span_w) * span_w, 3), 255, np.uint8)
+        padded[:gh, :gw] = self.glass
+        level = padded if c == 1 else cv2.resize(padded, (padded.shape[1] // c, padded.shape[0] // c),
+                                                  interpolation=cv2.INTER_AREA)
+        for y in range(0, self.images_y, c):
+            for x in range(0, self.images_x, c):
+                if self.active[y // d:-(-(y + c) // d), x // d:-(-(x + c) // d)].any():
+                    lx, ly = x // c * tw, y // c * th
+                    yield x, y, level[ly:ly + th, lx:lx + tw]
+
+
+def write_mirax(path, image: np.ndarray, mpp: float = 0.25, tile: Tuple[int, int] = (256, 192),
+                divisions: int = 2, margin: Tuple[int, int, int, int] = (1, 2, 1, 1),
+                levels: int = 3, image_format: str = "JPEG", quality: int = 90) -> Path:
+    """A 3DHISTECH MIRAX slide as OpenSlide 4.0's mirax driver reads it: ``name.mrxs`` (only its
+    name matters to OpenSlide) beside a folder ``name/`` holding ``Slidedat.ini``, ``Index.dat``
+    and ``Data0000.dat``.
+
+    The scanner photographs the glass on a grid of camera positions, each cut into ``divisions``
+    x ``divisions`` images of ``tile`` = (w, h) px (CameraImageDivisionsPerSide, DIGITIZER_WIDTH /
+    HEIGHT); positions are stored in a VIMSLIDE_POSITION_BUFFER (no overlap here: exactly on the
+    grid). ``image`` is placed ``margin`` = (left, top, right, bottom) empty camera positions
+    inside the grid (its level-0 corner: ``margin[0] * divisions * tile[0]``, ``margin[1] *
+    divisions * tile[1]``), and only the positions holding something other than white glass are
+    written: as in a real scan, OpenSlide's level 0 is the whole camera grid and
+    ``openslide.bounds-*`` is the box of the positions that exist. ``levels`` zoom levels, each
+    image of level k the 2^k x 2^k level-0 images below it reduced by 2^k into one image of the
+    same size (IMAGE_CONCAT_FACTOR 1); MICROMETER_PER_PIXEL_X/Y of the level-0 layer is
+    OpenSlide's ``openslide.mpp-x/y``. JPEG (as scanners write) or PNG (lossless) images;
+    :func:`mirax_levels_decoded` gives what OpenSlide must return."""
+    import struct
+
+    path = Path(path)
+    if path.suffix != ".mrxs":
+        raise ValueError(f"{path}: a MIRAX slide's name ends with .mrxs")
+    folder = path.with_suffix("")
+    layout = _MiraxLayout(image, tile, divisions, margin)
+    slide_id = "6e75636c6575732d7365672d6d697261"  # fixed: the same image gives the same files
+
+    data = bytearray((MIRAX_INDEX_VERSION + slide_id).encode())
+    level_records = []  # per level: (image index on the level-0 grid, offset, length, file 0)
+    for k in range(levels):
+        records = []
+        for x, y, pixels in layout.images(k):
+            encoded = _encode_tile(pixels, image_format, quality)
+            records.append((y * layout.images_x + x, len(data), len(encoded), 0))
+            data += encoded
+        level_records.append(records)
+    # the camera positions: per position a flag byte (1: scanned) and its level-0 x, y (int32)
+    rows, cols = layout.active.shape
+    positions = b"".join(struct.pack("<bii", int(layout.active[r, c]), c * layout.cam_w,
+                                     r * layout.cam_h) for r in range(rows) for c in range(cols))
+    positions_record = (len(data), len(positions), 0)
+    data += positions
+
+    # Index.dat: version + slide id, the pointer to the hierarchical (zoom level) table and the
+    # one to the non-hierarchical (position buffer) table; each table entry points at a list head
+    # (0, first page), a page is (count, next page, records...)
+    hier_table = len(MIRAX_INDEX_VERSION) + len(slide_id) + 8
+    nonhier_table = hier_table + 4 * levels
+    cursor = nonhier_table + 4
+    index = bytearray((MIRAX_INDEX_VERSION + slide_id).encode())
+    index += struct.pack("<ii", hier_table, nonhier_table)
+    level_heads = []
+    for records in level_records:
+        level_heads.append(cursor)
+        cursor += 16 + 16 * len(records)
+    index += b"".join(struct.pack("<i", p) for p in level_heads)
+    index += struct.pack("<i", cursor)  # the position buffer's record
+    for head, records in zip(level_heads, level_records):
+        index += struct.pack("<iiii", 0, head + 8, len(records), 0)
+        index += b"".join(struct.pack("<iiii", *r) for r in records)
+    # a non-hierarchical page: count 1, next page 0, two zeros, then offset, size, file number
+    index += struct.pack("<ii", 0, cursor + 8) + struct.pack("<iiii", 1, 0, 0, 0)
+    index += struct.pack("<iii", *positions_record)
+
+    tw, th = tile
+    sections = "".join(
+        f"[LAYER_0_LEVEL_{k}_SECTION]\nOVERLAP_X = 0\nOVERLAP_Y = 0\n"
+        f"MICROMETER_PER_PIXEL_X = {mpp * 2 ** k!r}\nMICROMETER_PER_PIXEL_Y = {mpp * 2 ** k!r}\n"
+        f"IMAGE_FORMAT = {image_format}\nIMAGE_FILL_COLOR_BGR = 16777215\n"
+        f"DIGITIZER_WIDTH = {tw}\nDIGITIZER_HEIGHT = {th}\n"
+        f"IMAGE_CONCAT_FACTOR = {0 if k == 0 else 1}\n\n" for k in range(levels))
+    zoom_levels = "".join(f"HIER_0_VAL_{k} = ZoomLevel_{k}\n"
+                          f"HIER_0_VAL_{k}_SECTION = LAYER_0_LEVEL_{k}_SECTION\n" for k in range(levels))
+    slidedat = (
+        f"[GENERAL]\nSLIDE_VERSION = 01.02\nSLIDE_ID = {slide_id}\n"
+        f"IMAGENUMBER_X = {layout.images_x}\nIMAGENUMBER_Y = {layout.images_y}\n"
+        f"OBJECTIVE_MAGNIFICATION = {round(10 / mpp)}\nCameraImageDivisionsPerSide = {divisions}\n\n"
+        f"[HIERARCHICAL]\nINDEXFILE = Index.dat\nHIER_COUNT = 1\n"
+        f"HIER_0_NAME = Slide zoom level\nHIER_0_COUNT = {levels}\n{zoom_levels}"
+        f"NONHIER_COUNT = 1\nNONHIER_0_NAME = VIMSLIDE_POSITION_BUFFER\nNONHIER_0_COUNT = 1\n"
+        f"NONHIER_0_VAL_0 = default\nNONHIER_0_VAL_0_SECTION = NONHIER_0_VAL_0\n\n"
+        f"[DATAFILE]\nFILE_COUNT = 1\nFILE_0 = Data0000.dat\n\n{sections}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "Slidedat.ini").write_text(slidedat)
+    (folder / "Index.dat").write_bytes(bytes(index))
+    (folder / "Data0000.dat").write_bytes(bytes(data))
+    path.write_bytes(b"")  # OpenSlide opens the folder beside it; the file's content is unused
+    return path
+
+
+def mirax_levels_decoded(image: np.ndarray, tile: Tuple[int, int] = (256, 192), divisions: int = 2,
+                         margin: Tuple[int, int, int, int] = (1, 2, 1, 1), levels: int = 3,
+                         image_format: str = "JPEG", quality: int = 90) -> List[np.ndarray]:
+    """Each zoom level of :func:`write_mirax`'s slide (same arguments) as OpenSlide must return
+    it: the written images encoded and decoded with OpenCV, placed on white; camera positions
+    that were not scanned white (OpenSlide leaves them transparent)."""
+    layout = _MiraxLayout(image, tile, divisions, margin)
+    gh, gw = layout.glass.shape[:2]
+    tw, th = tile
+    out = []
+    for k in range(levels):
+        c = 2 ** k
+        level = np.full((gh // c + th, gw // c + tw, 3), 255, np.uint8)
+        for x, y, pixels in layout.images(k):
+            encoded = np.frombuffer(_encode_tile(pixels, image_format, quality), np.uint8)
+            lx, ly = x // c * tw, y // c * th
+            level[ly:ly + th, lx:lx + tw] = cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR),
+                                                         cv2.COLOR_BGR2RGB)
+        for r, col in zip(*np.nonzero(~layout.active)):
+            y0, x0 = r * layout.cam_h // c, col * layout.cam_w // c
+            level[y0:y0 + -(-layout.cam_h // c), x0:x0 + -(-layout.cam_w // c)] = 255
+        out.append(level[:gh // c, :gw // c])
     return out
 
 

@@ -1,7 +1,7 @@
 """Slide readers on synthetic slides written with tifffile (tests/slides.py): which reader opens
 each file, exact level-0 pixels, lower levels within resampling tolerance, MPP sources and the
 one-line errors for missing MPP and truncated files; vendor formats OpenSlide's own drivers read
-(Leica SCN with its scanned-area bounds, Hamamatsu NDPI)."""
+(Leica SCN and MIRAX with their scanned-area bounds, Hamamatsu NDPI)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -285,3 +285,80 @@ def test_ndpi_opens_in_openslide_with_its_mpp_levels_and_pixels(vendor, capfd):
         assert (view.level, view.width, view.height) == (2, 256, 192)
         np.testing.assert_array_equal(view.read(0, 0, 256, 192), jpegs[1])
     assert capfd.readouterr().err == ""
+
+
+# --- vendor formats: 3DHISTECH MIRAX (bounds from the camera positions that were scanned) ---------
+MIRAX_MPP = 0.243  # a Pannoramic 250's 20x pixel: not a round number, so a parsing slip shows
+MIRAX_LAYOUT = dict(tile=(256, 192), divisions=2, margin=(1, 2, 1, 1), levels=3)
+MIRAX_ORIGIN = (512, 768)  # the margin: 1 and 2 empty camera positions of 512 x 384 px
+
+
+@pytest.fixture(scope="module")
+def mirax(tmp_path_factory):
+    """A 1024 x 768 mosaic whose top-right camera position (512 x 384 px) is bare glass, as a
+    MIRAX slide: JPEG images of 256 x 192 px, 2 x 2 per camera position, 3 zoom levels, one empty
+    camera position left and right of it, two above and one below (~60 KB in all)."""
+    d = tmp_path_factory.mktemp("mirax")
+    image = slides.make_mosaic(1024, 768)
+    image[:384, 512:] = 255  # glass: the scanner skips this camera position
+    path = slides.write_mirax(d / "slide.mrxs", image, mpp=MIRAX_MPP, **MIRAX_LAYOUT)
+    return dict(image=image, path=path,
+                decoded=slides.mirax_levels_decoded(image, **MIRAX_LAYOUT))
+
+
+def test_mirax_opens_in_openslide_with_its_bounds_mpp_and_levels(mirax, capfd):
+    with open_slide(mirax["path"]) as reader:
+        assert (reader.backend, reader.format) == ("openslide", "mirax")
+        # MPP: MICROMETER_PER_PIXEL_X/Y of the level-0 layer in Slidedat.ini
+        assert reader.mpp == pytest.approx((MIRAX_MPP, MIRAX_MPP))
+        assert reader.mpp_source == "openslide:mirax:openslide.mpp-x"
+        # level 0 is the whole camera grid (4 x 5 positions); each zoom level halves it
+        assert reader.level_dimensions == ((2048, 1920), (1024, 960), (512, 480))
+        assert reader.level_downsamples == pytest.approx((1.0, 2.0, 4.0))
+        # the scanned area: the box of the camera positions that exist (the glass position
+        # inside it does not shrink it)
+        assert reader.bounds == (*MIRAX_ORIGIN, 1024, 768)
+        assert reader.qupath_origin == MIRAX_ORIGIN
+    assert capfd.readouterr().err == ""
+
+
+def test_mirax_regions_are_the_written_pixels_at_their_offset(mirax):
+    image, decoded = mirax["image"], mirax["decoded"]  # decoded: each level's JPEGs decoded
+    ox, oy = MIRAX_ORIGIN
+    with open_slide(mirax["path"]) as reader:
+        region = reader.read_region(ox, oy, 0, 1024, 768)
+        np.testing.assert_array_equal(region, decoded[0][oy:oy + 768, ox:ox + 1024])
+        tissue = (image != 255).any(axis=2)
+        assert np.abs(region.astype(int) - image)[tissue].mean() < 3  # lossy, close
+        np.testing.assert_array_equal(reader.read_region(ox + 300, oy + 200, 0, 500, 300),
+                                      decoded[0][oy + 200:oy + 500, ox + 300:ox + 800])
+        # the skipped camera position has no image (transparent in OpenSlide), read as white
+        raw = np.asarray(reader._slide.read_region((ox + 512, oy), 0, (512, 384)))
+        assert (raw[..., 3] == 0).all()
+        assert (reader.read_region(ox + 512, oy, 0, 512, 384) == 255).all()
+        # across the scanned area's corner: the empty camera positions outside it are white too
+        corner = reader.read_region(ox - 40, oy - 30, 0, 100, 90)
+        assert (corner[:30] == 255).all() and (corner[:, :40] == 255).all()
+        np.testing.assert_array_equal(corner[30:, 40:], decoded[0][oy:oy + 60, ox:ox + 60])
+        # coarser levels: each zoom level's images, 2x reductions of the level below
+        for level, f in ((1, 2), (2, 4)):
+            np.testing.assert_array_equal(reader.read_level(level, 0, 0, 2048 // f, 1920 // f),
+                                          decoded[level])
+            np.testing.assert_array_equal(reader.read_region(ox + 512, oy + 384, level, 64, 48),
+                                          decoded[level][(oy + 384) // f:(oy + 384) // f + 48,
+                                                         (ox + 512) // f:(ox + 512) // f + 64])
+        # the model's view is the scanned area: model pixel (0, 0) is level-0 (512, 768), and
+        # QuPath's pixel (0, 0) too
+        view = ResampledView(reader, MIRAX_MPP)
+        assert (view.width, view.height, view.level) == (1024, 768, 0)
+        assert tuple(view.offset) == (ox, oy)
+        np.testing.assert_array_equal(view.read(0, 0, 1024, 768), region)
+        assert view.to_slide([[10.0, 20.0]]).tolist() == [[ox + 10.0, oy + 20.0]]
+        assert view.to_qupath([[10.0, 20.0]]).tolist() == [[10.0, 20.0]]
+        view = ResampledView(reader, 4 * MIRAX_MPP)  # level 2 as it is
+        assert (view.level, view.width, view.height) == (2, 256, 192)
+        np.testing.assert_array_equal(view.read(0, 0, 256, 192),
+                                      decoded[2][oy // 4:oy // 4 + 192, ox // 4:ox // 4 + 256])
+        reduced = cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA)
+        assert np.abs(view.read(0, 0, 256, 192).astype(int) - reduced).mean() < 3
+
