@@ -362,3 +362,9 @@ def test_mirax_regions_are_the_written_pixels_at_their_offset(mirax):
         reduced = cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA)
         assert np.abs(view.read(0, 0, 256, 192).astype(int) - reduced).mean() < 3
 
+def test_a_mirax_file_without_its_folder_is_one_line_naming_the_folder(mirax, tmp_path):
+    alone = tmp_path / "slide.mrxs"
+    alone.write_bytes(mirax["path"].read_bytes())  # the .mrxs copied without slide/
+    with pytest.raises(InputError, match=r"slide\.mrxs: MIRAX data folder missing: expected "
+                                         r"slide/Slidedat\.ini beside it"):
+        open_slide(alone)

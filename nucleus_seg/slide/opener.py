@@ -80,6 +80,10 @@ def open_slide(path_or_spec: Union[str, Path, SlideSpec], mpp: Optional[float] =
         raise InputError(path, f"cannot be read ({one_line(exc)})") from None
     if is_tiff and _is_ome(path):
         return backends["tifffile"](spec)
+    if path.suffix.lower() == ".mrxs" and not (path.with_suffix("") / "Slidedat.ini").is_file():
+        # the .mrxs itself holds nothing OpenSlide reads: the slide is the folder beside it
+        raise InputError(path, f"MIRAX data folder missing: expected {path.stem}/Slidedat.ini "
+                               "beside it (copy the folder with the .mrxs)")
     vendor = _openslide_vendor(path)
     if vendor is not None:
         try:
