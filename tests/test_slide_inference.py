@@ -1,8 +1,9 @@
-"""The slide path end to end with a pixel-reading stand-in predictor: slides written with tifffile
-(Aperio-style, generic TIFF with resolution tags, OME-TIFF, Leica SCN whose scanned area sits
-inside a larger collection), read by OpenSlide / tifffile in reader
-processes; every nucleus once at the right level-0 position in QuPath's frame; outputs; resume
-after SIGKILL; determinism whatever the workers; one-line errors for bad slides."""
+"""The slide path end to end with a pixel-reading stand-in predictor: slides written by
+tests/slides.py (Aperio-style, generic TIFF with resolution tags, OME-TIFF, Leica SCN whose scanned
+area sits inside a larger collection, MIRAX whose scanned camera positions sit inside its camera
+grid), read by OpenSlide / tifffile in reader processes; every nucleus once at the right level-0
+position in QuPath's frame; outputs; resume after SIGKILL; determinism whatever the workers;
+one-line errors for bad slides."""
 from __future__ import annotations
 
 import gzip
@@ -27,12 +28,17 @@ from nucleus_seg.inference.batch import infer_inputs
 from nucleus_seg.inference.export import geojson_feature
 from nucleus_seg.slide_inference import SlideSettings, infer_slide
 from tests.standins import CHILDREN_ENV, KILL_ENV, ColourCodedPredictor, colour_slide
-from slides import write_aperio, write_generic_tiff, write_leica_scn, write_ome_tiff, write_truncated
+from slides import (write_aperio, write_generic_tiff, write_leica_scn, write_mirax, write_ome_tiff,
+                    write_truncated)
 
 TESTS = Path(__file__).resolve().parent
 W, H = 1600, 1200
 TISSUE = (300, 250, 1000, 700)  # x, y, w, h of the pink block holding the nuclei
 SCN_OFFSET = (160, 96)  # level-0 px of the SCN's main image (the slide) inside its collection
+# MIRAX: camera positions of 2 x 2 images of 200 x 150 px; one empty position left of the slide
+# image, two above it: level-0 (400, 600)
+MRXS_LAYOUT = dict(tile=(200, 150), divisions=2, margin=(1, 2, 1, 1), levels=3)
+MRXS_ORIGIN = (400, 600)
 FAST = dict(tile=256, overlap=64, target_mpp=0.25, batch_size=3, progress=False)
 
 
@@ -43,7 +49,10 @@ def slide_data(tmp_path_factory):
     paths = {"aperio": write_aperio(folder / "a.svs", image, mpp=0.25),
              "generic": write_generic_tiff(folder / "g.tif", image, mpp=0.25),
              "ome": write_ome_tiff(folder / "o.ome.tif", image, mpp=0.25),
-             "scn": write_leica_scn(folder / "l.scn", image, mpp=0.25, offset=SCN_OFFSET)}
+             "scn": write_leica_scn(folder / "l.scn", image, mpp=0.25, offset=SCN_OFFSET),
+             # PNG images: the stand-in predictor reads nuclei by their exact colour
+             "mrxs": write_mirax(folder / "m.mrxs", image, mpp=0.25, image_format="PNG",
+                                 **MRXS_LAYOUT)}
     return dict(folder=folder, image=image, labels=labels, discs=discs, paths=paths)
 
 
@@ -141,14 +150,17 @@ def test_outputs_are_in_qupath_frame_the_scanned_area_origin_subtracted(slide_da
     reader.close()
 
 
-def test_leica_scn_nuclei_land_where_qupath_shows_them_the_bounds_origin_subtracted(slide_data,
-                                                                                     tmp_path):
-    """A real vendor file with bounds: OpenSlide reports the SCN's collection as level 0 and the
-    main image at openslide.bounds-x/y; QuPath's OpenSlide server crops to the bounds, so its
-    pixel (x, y) is the main image's pixel (x, y): the painted discs' own coordinates."""
-    ox, oy = SCN_OFFSET
-    path = slide_data["paths"]["scn"]
-    truth = _truth(slide_data["labels"])  # in the main image's pixels = QuPath's frame
+@pytest.mark.parametrize("kind,vendor,origin", [("scn", "leica", SCN_OFFSET),
+                                                 ("mrxs", "mirax", MRXS_ORIGIN)], ids=["scn", "mrxs"])
+def test_vendor_slide_nuclei_land_where_qupath_shows_them_the_bounds_origin_subtracted(
+        slide_data, tmp_path, kind, vendor, origin):
+    """Real vendor files with bounds: OpenSlide reports the SCN's collection (the MIRAX's camera
+    grid) as level 0 and the main image (the scanned camera positions) at openslide.bounds-x/y;
+    QuPath's OpenSlide server crops to the bounds, so its pixel (x, y) is the slide image's pixel
+    (x, y): the painted discs' own coordinates."""
+    ox, oy = origin
+    path = slide_data["paths"][kind]
+    truth = _truth(slide_data["labels"])  # in the slide image's pixels = QuPath's frame
     frames = {}
     for frame, workers in (("qupath", 1), ("slide", 0)):
         out = tmp_path / frame
@@ -157,7 +169,7 @@ def test_leica_scn_nuclei_land_where_qupath_shows_them_the_bounds_origin_subtrac
         frames[frame] = _table(out)
         assert summary.nuclei == len(truth) == len(frames[frame]["id"])
         doc = json.loads((out / "summary.json").read_text())
-        assert doc["view"]["format"] == "leica" and doc["view"]["offset"] == [ox, oy]
+        assert doc["view"]["format"] == vendor and doc["view"]["offset"] == [ox, oy]
         assert doc["view"]["bounds"] == [ox, oy, W, H] and doc["view"]["mpp_source"] != "--mpp"
         assert doc["coordinates"]["origin_level0"] == ([ox, oy] if frame == "qupath" else [0, 0])
         x, y, w, h = TISSUE
@@ -172,7 +184,7 @@ def test_leica_scn_nuclei_land_where_qupath_shows_them_the_bounds_origin_subtrac
     # OpenSlide's frame ('slide') is the same nuclei, shifted by the bounds origin
     assert slide["centroid_x"] == pytest.approx([x + ox for x in qupath["centroid_x"]])
     assert slide["centroid_y"] == pytest.approx([y + oy for y in qupath["centroid_y"]])
-    # the GeoJSON QuPath imports: outlines around the discs in the main image's pixels
+    # the GeoJSON QuPath imports: outlines around the discs in the slide image's pixels
     doc = json.loads((tmp_path / "qupath" / "nuclei.geojson").read_text())
     for feature in doc["features"][:50]:
         centroid = shapely.geometry.shape(feature["geometry"]).centroid
