@@ -1,4 +1,4 @@
-"""Synthetic whole-slide files for tests and benchmarks, written with tifffile (MIRAX: by hand)
+"""Synthetic whole-slide files for tests and benchmarks, written with tifffile (MIRAX, DICOM: by hand)
 from DSB H&E tiles.
 
 A slide is a white canvas (empty glass) with a block of DSB tiles in the middle (tissue) and a few
@@ -20,6 +20,8 @@ dust specks (small dark dots the tissue mask must ignore). Writers:
 - :func:`write_mirax`: a 3DHISTECH MIRAX (``.mrxs`` + folder with Slidedat.ini, Index.dat and a
   data file of JPEG or PNG images): empty camera positions around the image, so OpenSlide 'mirax'
   reports non-zero openslide.bounds-x/y; :func:`mirax_levels_decoded` is what it must return;
+- :func:`write_dicom_wsi`: a DICOM WSI series (VL Whole Slide Microscopy Image, one Part 10 file
+  per level, TILED_FULL frames, RGB or JPEG baseline) written byte by byte: OpenSlide 'dicom';
 - :func:`write_large_slide`: 0.25-4 gigapixel slides written tile by tile (a generator feeds
   tifffile), never holding a level in memory; used by benchmarks/.
 
@@ -514,6 +516,207 @@ def mirax_levels_decoded(image: np.ndarray, tile: Tuple[int, int] = (256, 192), 
             level[y0:y0 + -(-layout.cam_h // c), x0:x0 + -(-layout.cam_w // c)] = 255
         out.append(level[:gh // c, :gw // c])
     return out
+
+
+# --- DICOM WSI (VL Whole Slide Microscopy Image) ---------------------------------------------------
+DICOM_WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy Image Storage
+DICOM_SYNTAXES = {"none": "1.2.840.10008.1.2.1",        # explicit VR little endian, native frames
+                  "jpeg": "1.2.840.10008.1.2.4.50"}     # JPEG baseline, encapsulated frames
+# VRs whose header is tag, VR, two reserved bytes and a 4-byte length (the others: 2-byte length)
+_DICOM_LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+_DICOM_ITEM, _DICOM_SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
+
+
+def _dicom_uid(seed: str, what: str) -> str:
+    """A UID under the UUID root 2.25 (no registered root needed), fixed by ``seed`` and ``what``
+    so the same call writes the same bytes."""
+    import uuid
+
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, f'nucleus-seg/{seed}/{what}').int}"
+
+
+def _dicom_value(vr: str, value) -> bytes:
+    """One value in explicit VR little endian: numbers packed, strings backslash-joined and padded
+    to an even length (UIDs with NUL, text with a space), a sequence as items of defined length."""
+    import struct
+
+    if vr == "SQ":
+        return b"".join(_dicom_tag(*_DICOM_ITEM) + struct.pack("<I", len(item)) + item
+                        for item in (_dicom_dataset(elements) for elements in value))
+    if vr in ("US", "UL", "FL", "FD"):
+        fmt = {"US": "<H", "UL": "<I", "FL": "<f", "FD": "<d"}[vr]
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return b"".join(struct.pack(fmt, v) for v in values)
+    if vr in ("OB", "OW"):
+        data = bytes(value)
+    else:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        data = "\\".join(str(v) for v in values).encode("ascii")
+    if len(data) % 2:
+        data += b"\0" if vr in ("UI", "OB") else b" "
+    return data
+
+
+def _dicom_tag(group: int, element: int) -> bytes:
+    import struct
+
+    return struct.pack("<HH", group, element)
+
+
+def _dicom_element(tag: Tuple[int, int], vr: str, value) -> bytes:
+    import struct
+
+    data = _dicom_value(vr, value)
+    if vr in _DICOM_LONG_VRS:
+        return _dicom_tag(*tag) + vr.encode() + b"\0\0" + struct.pack("<I", len(data)) + data
+    return _dicom_tag(*tag) + vr.encode() + struct.pack("<H", len(data)) + data
+
+
+def _dicom_dataset(elements) -> bytes:
+    """Elements (tag, VR, value) in ascending tag order, as a data set must be."""
+    return b"".join(_dicom_element(*e) for e in sorted(elements, key=lambda e: e[0]))
+
+
+def _dicom_frames(level: np.ndarray, tile: int) -> List[np.ndarray]:
+    """The level cut into tile x tile frames, row by row (TILED_FULL order); edge frames padded
+    with white (OpenSlide clips them to the level's size)."""
+    h, w = level.shape[:2]
+    frames = []
+    for y in range(0, h, tile):
+        for x in range(0, w, tile):
+            frame = np.full((tile, tile, 3), 255, np.uint8)
+            part = level[y:y + tile, x:x + tile]
+            frame[:part.shape[0], :part.shape[1]] = part
+            frames.append(frame)
+    return frames
+
+
+def _dicom_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    """A JPEG baseline frame, YCbCr with 4:2:2 chroma: what PhotometricInterpretation
+    YBR_FULL_422 says."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, quality,
+                             cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {frame.shape} JPEG frame")
+    return data.tobytes()
+
+
+def _dicom_pixel_data(frames: List[np.ndarray], compression: str, quality: int) -> bytes:
+    """The Pixel Data element: native (all frames back to back, OB of defined length) or
+    encapsulated (undefined length: a Basic Offset Table item with each frame's offset from the
+    first frame's item, one item per frame, a sequence delimiter)."""
+    import struct
+
+    if compression == "none":
+        return _dicom_element((0x7FE0, 0x0010), "OB", b"".join(f.tobytes() for f in frames))
+    items, offsets, position = [], [], 0
+    for frame in frames:
+        data = _dicom_jpeg(frame, quality)
+        data += b"\0" * (len(data) % 2)  # items have even lengths
+        offsets.append(position)
+        items.append(_dicom_tag(*_DICOM_ITEM) + struct.pack("<I", len(data)) + data)
+        position += len(items[-1])
+    table = struct.pack(f"<{len(offsets)}I", *offsets)
+    return (_dicom_tag(0x7FE0, 0x0010) + b"OB\0\0" + struct.pack("<I", 0xFFFFFFFF)
+            + _dicom_tag(*_DICOM_ITEM) + struct.pack("<I", len(table)) + table
+            + b"".join(items) + _dicom_tag(*_DICOM_SEQUENCE_END) + struct.pack("<I", 0))
+
+
+def write_dicom_wsi(folder, image: np.ndarray, mpp: float = 0.25, factors=(4, 16), tile: int = 256,
+                    compression: str = "none", quality: int = 90, seed: str = "slide") -> List[Path]:
+    """A DICOM WSI series as OpenSlide 4.0's dicom driver (libdicom) reads it: one Part 10 file
+    per pyramid level (``level-0.dcm``, ...; returned level 0 first) in ``folder``, written byte by
+    byte (no pydicom): 128-byte preamble, "DICM", the file meta group (its group length first),
+    then an explicit VR little endian data set of the VL Whole Slide Microscopy Image IOD.
+
+    Each level: ImageType ``.../VOLUME/NONE``, ``tile`` x ``tile`` frames in DimensionOrganizationType
+    TILED_FULL order (no per-frame positions: frame k is tile (k mod across, k div across)),
+    TotalPixelMatrixColumns/Rows the level's size (``pyramid(image, factors)``), PixelSpacing
+    (mm: ``mpp * factor / 1000``) in the Shared Functional Groups' Pixel Measures, which OpenSlide
+    reports as ``openslide.mpp-x/y``. Study, series and frame-of-reference UIDs are shared by the
+    files (OpenSlide gathers the files of the opened file's SeriesInstanceUID from its folder);
+    SOP instance UIDs differ. ``compression`` 'none' (RGB frames, native pixel data: exact) or
+    'jpeg' (JPEG baseline, YBR_FULL_422, encapsulated with a Basic Offset Table). ``seed`` fixes
+    the UIDs: a second series in the same folder needs another seed."""
+    if compression not in DICOM_SYNTAXES:
+        raise ValueError(f"DICOM compression {compression!r}: one of {sorted(DICOM_SYNTAXES)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    h0, w0 = image.shape[:2]
+    study, series = _dicom_uid(seed, "study"), _dicom_uid(seed, "series")
+    frame_of_reference, organization = _dicom_uid(seed, "frame-of-reference"), _dicom_uid(seed, "dim")
+    paths = []
+    for number, (factor, level) in enumerate(zip((1, *factors), pyramid(image, factors))):
+        h, w = level.shape[:2]
+        instance = _dicom_uid(seed, f"level-{number}")
+        frames = _dicom_frames(level, tile)
+        spacing_mm = mpp * factor / 1000
+        lossy = compression == "jpeg"
+        elements = [
+            ((0x0008, 0x0008), "CS", ["ORIGINAL" if number == 0 else "DERIVED", "PRIMARY",
+                                      "VOLUME", "NONE" if number == 0 else "RESAMPLED"]),
+            ((0x0008, 0x0016), "UI", DICOM_WSI_SOP_CLASS),
+            ((0x0008, 0x0018), "UI", instance),
+            ((0x0008, 0x0020), "DA", "20250101"), ((0x0008, 0x0030), "TM", "120000"),
+            ((0x0008, 0x0023), "DA", "20250101"), ((0x0008, 0x0033), "TM", "120000"),
+            ((0x0008, 0x002A), "DT", "20250101120000"),
+            ((0x0008, 0x0050), "SH", "0"),                       # AccessionNumber
+            ((0x0008, 0x0060), "CS", "SM"),                      # Modality: slide microscopy
+            ((0x0008, 0x0070), "LO", "nucleus-seg tests"),       # Manufacturer
+            ((0x0008, 0x0090), "PN", "Nobody"),                  # ReferringPhysicianName
+            ((0x0008, 0x1090), "LO", "write_dicom_wsi"),         # ManufacturerModelName
+            ((0x0008, 0x9206), "CS", "VOLUME"),                  # VolumetricProperties
+            ((0x0010, 0x0010), "PN", "Synthetic^Slide"), ((0x0010, 0x0020), "LO", "0"),
+            ((0x0010, 0x0030), "DA", "19700101"), ((0x0010, 0x0040), "CS", "O"),
+            ((0x0018, 0x1000), "LO", "0"), ((0x0018, 0x1020), "LO", "1"),  # serial, software
+            ((0x0020, 0x000D), "UI", study), ((0x0020, 0x000E), "UI", series),
+            ((0x0020, 0x0010), "SH", "1"), ((0x0020, 0x0011), "IS", 1),
+            ((0x0020, 0x0013), "IS", number + 1),               # InstanceNumber
+            ((0x0020, 0x0052), "UI", frame_of_reference),
+            ((0x0020, 0x1040), "LO", "SLIDE_CORNER"),            # PositionReferenceIndicator
+            ((0x0020, 0x9221), "SQ", [[((0x0020, 0x9164), "UI", organization)]]),
+            ((0x0020, 0x9311), "CS", "TILED_FULL"),
+            ((0x0028, 0x0002), "US", 3),                         # SamplesPerPixel
+            ((0x0028, 0x0004), "CS", "YBR_FULL_422" if lossy else "RGB"),
+            ((0x0028, 0x0006), "US", 0),                         # PlanarConfiguration: RGBRGB...
+            ((0x0028, 0x0008), "IS", len(frames)),               # NumberOfFrames
+            ((0x0028, 0x0010), "US", tile), ((0x0028, 0x0011), "US", tile),  # Rows, Columns
+            ((0x0028, 0x0100), "US", 8), ((0x0028, 0x0101), "US", 8),
+            ((0x0028, 0x0102), "US", 7), ((0x0028, 0x0103), "US", 0),
+            ((0x0028, 0x0301), "CS", "NO"),                      # BurnedInAnnotation
+            ((0x0028, 0x2110), "CS", "01" if lossy else "00"),   # LossyImageCompression
+            ((0x0040, 0x0512), "LO", "S-0"),                     # ContainerIdentifier
+            ((0x0048, 0x0001), "FL", w0 * mpp / 1000),           # ImagedVolumeWidth (mm)
+            ((0x0048, 0x0002), "FL", h0 * mpp / 1000),
+            ((0x0048, 0x0003), "FL", 0.004),                     # ImagedVolumeDepth (mm)
+            ((0x0048, 0x0006), "UL", w), ((0x0048, 0x0007), "UL", h),  # TotalPixelMatrix
+            ((0x0048, 0x0008), "SQ", [[((0x0040, 0x072A), "DS", 0), ((0x0040, 0x073A), "DS", 0)]]),
+            ((0x0048, 0x0010), "CS", "NO"),                      # SpecimenLabelInImage
+            ((0x0048, 0x0011), "CS", "AUTO"), ((0x0048, 0x0012), "CS", "NO"),
+            ((0x0048, 0x0102), "DS", [0, -1, 0, -1, 0, 0]),      # ImageOrientationSlide
+            ((0x0048, 0x0105), "SQ", [[((0x0048, 0x0106), "SH", "1"),  # OpticalPathSequence
+                                       ((0x0048, 0x0112), "DS", round(10 / mpp))]]),
+            ((0x0048, 0x0302), "UL", 1), ((0x0048, 0x0303), "UL", 1),  # optical paths, planes
+            ((0x5200, 0x9229), "SQ", [[((0x0028, 0x9110), "SQ", [[  # Shared Functional Groups
+                ((0x0018, 0x0050), "DS", 0.004),                 # SliceThickness (mm)
+                ((0x0028, 0x0030), "DS", [repr(spacing_mm), repr(spacing_mm)]),  # row, column
+            ]])]]),
+        ]
+        meta = _dicom_dataset([
+            ((0x0002, 0x0001), "OB", b"\0\1"),
+            ((0x0002, 0x0002), "UI", DICOM_WSI_SOP_CLASS), ((0x0002, 0x0003), "UI", instance),
+            ((0x0002, 0x0010), "UI", DICOM_SYNTAXES[compression]),
+            ((0x0002, 0x0012), "UI", _dicom_uid("nucleus-seg", "implementation")),
+        ])
+        path = folder / f"level-{number}.dcm"
+        with open(path, "wb") as f:
+            f.write(b"\0" * 128 + b"DICM")
+            f.write(_dicom_element((0x0002, 0x0000), "UL", len(meta)) + meta)
+            f.write(_dicom_dataset(elements))
+            f.write(_dicom_pixel_data(frames, compression, quality))
+        paths.append(path)
+    return paths
 
 
 # --- large slides for benchmarks ------------------------------------------------------------------

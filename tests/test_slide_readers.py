@@ -1,7 +1,7 @@
 """Slide readers on synthetic slides written with tifffile (tests/slides.py): which reader opens
 each file, exact level-0 pixels, lower levels within resampling tolerance, MPP sources and the
 one-line errors for missing MPP and truncated files; vendor formats OpenSlide's own drivers read
-(Leica SCN and MIRAX with their scanned-area bounds, Hamamatsu NDPI)."""
+(Leica SCN and MIRAX with their scanned-area bounds, Hamamatsu NDPI, DICOM WSI)."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -368,3 +368,76 @@ def test_a_mirax_file_without_its_folder_is_one_line_naming_the_folder(mirax, tm
     with pytest.raises(InputError, match=r"slide\.mrxs: MIRAX data folder missing: expected "
                                          r"slide/Slidedat\.ini beside it"):
         open_slide(alone)
+
+
+# --- DICOM WSI: a folder of one file per level, opened by OpenSlide's dicom driver (libdicom) ----
+DICOM_MPP = 0.2631  # not a round number, so a parsing slip (or the mm -> um factor) shows
+DICOM_SIZE = (1000, 700)  # not whole 256-px frames: the edge frames are padded, OpenSlide clips them
+
+
+@pytest.fixture(scope="module")
+def dicom(tmp_path_factory):
+    """A 1000 x 700 mosaic as two DICOM WSI series of 3 levels (1, 4, 16) in 256 x 256 frames:
+    RGB frames (native pixel data, ~2.4 MB) and JPEG baseline frames (~0.3 MB)."""
+    d = tmp_path_factory.mktemp("dicom")
+    image = slides.make_mosaic(*DICOM_SIZE)
+    return dict(image=image, levels=slides.pyramid(image),
+                raw=slides.write_dicom_wsi(d / "raw", image, mpp=DICOM_MPP),
+                jpeg=slides.write_dicom_wsi(d / "jpeg", image, mpp=DICOM_MPP, compression="jpeg"))
+
+
+@pytest.mark.parametrize("which", ["level-0 file", "level-2 file", "folder"])
+def test_dicom_wsi_opens_in_openslide_from_any_of_its_files_or_its_folder(dicom, which, capfd):
+    files = dicom["raw"]
+    path = {"level-0 file": files[0], "level-2 file": files[2], "folder": files[0].parent}[which]
+    with open_slide(path) as reader:
+        assert (reader.backend, reader.format) == ("openslide", "dicom")
+        # the folder stands for its first DICOM WSI file; a file stands for itself
+        assert reader.path == (files[0] if which == "folder" else path)
+        assert reader.spec().path == str(reader.path)
+        # MPP: PixelSpacing (mm) in the Shared Functional Groups' Pixel Measures of level 0
+        assert reader.mpp == pytest.approx((DICOM_MPP, DICOM_MPP))
+        assert reader.mpp_source == "openslide:dicom:openslide.mpp-x"
+        assert reader.properties["dicom.DimensionOrganizationType"] == "TILED_FULL"
+        # every file of the series is a level, whichever file was opened
+        assert reader.level_dimensions == ((1000, 700), (250, 175), (62, 43))
+        assert reader.level_downsamples == pytest.approx((1.0, 4.0, (1000 / 62 + 700 / 43) / 2))
+        assert reader.bounds == (0, 0, 1000, 700) and reader.qupath_origin == (0, 0)
+    assert capfd.readouterr().err == ""
+
+
+def test_dicom_wsi_regions_are_the_written_pixels(dicom):
+    image, levels = dicom["image"], dicom["levels"]
+    with open_slide(dicom["raw"][0]) as reader:
+        np.testing.assert_array_equal(reader.read_region(0, 0, 0, 1000, 700), image)
+        # across frame corners (256-px frames) and into the clipped edge frames
+        np.testing.assert_array_equal(reader.read_region(200, 230, 0, 800, 470), image[230:, 200:])
+        # past the image's edge: white, not the white padding of the edge frames by chance
+        beyond = reader.read_region(990, 690, 0, 30, 30)
+        np.testing.assert_array_equal(beyond[:10, :10], image[690:, 990:])
+        assert (beyond[10:] == 255).all() and (beyond[:, 10:] == 255).all()
+        np.testing.assert_array_equal(reader.read_level(1, 0, 0, 250, 175), levels[1])
+        np.testing.assert_array_equal(reader.read_level(2, 0, 0, 62, 43), levels[2])
+        view = ResampledView(reader, 4 * DICOM_MPP)  # level 1 as it is
+        assert (view.level, view.width, view.height) == (1, 250, 175)
+        np.testing.assert_array_equal(view.read(0, 0, 250, 175), levels[1])
+    with open_slide(dicom["jpeg"][1]) as reader:  # JPEG baseline frames, YCbCr 4:2:2
+        assert reader.properties["dicom.PhotometricInterpretation"] == "YBR_FULL_422"
+        assert np.abs(reader.read_region(0, 0, 0, 1000, 700).astype(int) - image).mean() < 3
+        assert np.abs(reader.read_level(1, 0, 0, 250, 175).astype(int) - levels[1]).mean() < 3
+
+
+def test_a_folder_without_a_dicom_slide_and_a_dicom_that_is_no_slide_are_one_line_errors(
+        dicom, tmp_path):
+    (tmp_path / "notes.txt").write_text("no slide here")
+    with pytest.raises(InputError, match=r"is a folder without a DICOM WSI file in it \(for MIRAX "
+                                         r"pass the \.mrxs file beside its folder\)"):
+        open_slide(tmp_path)
+    # the same file with another SOP class (VL Microscopic Image, same length): not a WSI
+    data = dicom["raw"][2].read_bytes().replace(slides.DICOM_WSI_SOP_CLASS.encode(),
+                                                b"1.2.840.10008.5.1.4.1.1.77.1.2")
+    (tmp_path / "micro.dcm").write_bytes(data)
+    with pytest.raises(InputError, match=r"micro\.dcm: a DICOM file but not a whole-slide image"):
+        open_slide(tmp_path / "micro.dcm")
+    with pytest.raises(InputError, match="is a folder without a DICOM WSI file"):
+        open_slide(tmp_path)

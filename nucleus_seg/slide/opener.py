@@ -1,11 +1,13 @@
 """``open_slide``: one entry point that picks the backend for a file.
 
+A folder is a DICOM WSI series: OpenSlide opens it from one of its files.
 Order: ordinary images (PNG, JPEG, BMP, ...) -> OpenCV; OME-TIFF -> tifffile (OpenSlide would see
 only its first level and no MPP); anything OpenSlide recognises (vendor formats, generic tiled TIFF)
 -> OpenSlide; other TIFFs (stripped, or a generic TIFF OpenSlide fails on) -> tifffile.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Union
 
@@ -49,6 +51,22 @@ def _openslide_vendor(path: Path) -> Optional[str]:
         return None
 
 
+def _is_dicom(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"  # Part 10: a 128-byte preamble, then the magic
+
+
+def _dicom_file_in_folder(folder: Path) -> Path:
+    """A DICOM WSI is a folder of files, one per level (and label, overview): OpenSlide opens it
+    from any one of them and gathers the rest of its series from the same folder. The first by
+    name that OpenSlide detects as DICOM stands for the folder."""
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        if _openslide_vendor(path) == "dicom":
+            return path
+    raise InputError(folder, "is a folder without a DICOM WSI file in it (for MIRAX pass the "
+                             ".mrxs file beside its folder)")
+
+
 def open_slide(path_or_spec: Union[str, Path, SlideSpec], mpp: Optional[float] = None, *,
                require_mpp: bool = True, backend: Optional[str] = None) -> SlideReader:
     """Open a slide or image; InputError (one line, naming the file) if it cannot be read, is
@@ -68,8 +86,8 @@ def open_slide(path_or_spec: Union[str, Path, SlideSpec], mpp: Optional[float] =
             raise ValueError(f"unknown slide backend {spec.backend!r} (one of {sorted(backends)})")
         return backends[spec.backend](spec)
     if path.is_dir():
-        raise InputError(path, "is a folder; for a DICOM WSI pass one of its .dcm files, for "
-                               "MIRAX the .mrxs file beside the folder")
+        path = _dicom_file_in_folder(path)
+        spec = replace(spec, path=str(path))
     if not path.is_file():
         raise InputError(path, "file not found")
     if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -97,6 +115,9 @@ def open_slide(path_or_spec: Union[str, Path, SlideSpec], mpp: Optional[float] =
             # reports its own reason if it cannot read it either
     if is_tiff:
         return backends["tifffile"](spec)
+    if _is_dicom(path):
+        raise InputError(path, "a DICOM file but not a whole-slide image OpenSlide reads (VL Whole "
+                               "Slide Microscopy Image Storage)")
     try:
         return backends["image"](spec)
     except InputError:
