@@ -28,8 +28,8 @@ from nucleus_seg.inference.batch import infer_inputs
 from nucleus_seg.inference.export import geojson_feature
 from nucleus_seg.slide_inference import SlideSettings, infer_slide
 from tests.standins import CHILDREN_ENV, KILL_ENV, ColourCodedPredictor, colour_slide
-from slides import (write_aperio, write_generic_tiff, write_leica_scn, write_mirax, write_ome_tiff,
-                    write_truncated)
+from slides import (write_aperio, write_dicom_wsi, write_generic_tiff, write_leica_scn, write_mirax,
+                    write_ome_tiff, write_truncated)
 
 TESTS = Path(__file__).resolve().parent
 W, H = 1600, 1200
@@ -52,7 +52,9 @@ def slide_data(tmp_path_factory):
              "scn": write_leica_scn(folder / "l.scn", image, mpp=0.25, offset=SCN_OFFSET),
              # PNG images: the stand-in predictor reads nuclei by their exact colour
              "mrxs": write_mirax(folder / "m.mrxs", image, mpp=0.25, image_format="PNG",
-                                 **MRXS_LAYOUT)}
+                                 **MRXS_LAYOUT),
+             # a DICOM WSI series, opened from its folder; RGB frames: exact colours
+             "dcm": write_dicom_wsi(folder / "d", image, mpp=0.25)[0].parent}
     return dict(folder=folder, image=image, labels=labels, discs=discs, paths=paths)
 
 
@@ -151,13 +153,15 @@ def test_outputs_are_in_qupath_frame_the_scanned_area_origin_subtracted(slide_da
 
 
 @pytest.mark.parametrize("kind,vendor,origin", [("scn", "leica", SCN_OFFSET),
-                                                 ("mrxs", "mirax", MRXS_ORIGIN)], ids=["scn", "mrxs"])
+                                                 ("mrxs", "mirax", MRXS_ORIGIN),
+                                                 ("dcm", "dicom", (0, 0))], ids=["scn", "mrxs", "dcm"])
 def test_vendor_slide_nuclei_land_where_qupath_shows_them_the_bounds_origin_subtracted(
         slide_data, tmp_path, kind, vendor, origin):
     """Real vendor files with bounds: OpenSlide reports the SCN's collection (the MIRAX's camera
     grid) as level 0 and the main image (the scanned camera positions) at openslide.bounds-x/y;
     QuPath's OpenSlide server crops to the bounds, so its pixel (x, y) is the slide image's pixel
-    (x, y): the painted discs' own coordinates."""
+    (x, y): the painted discs' own coordinates. A DICOM WSI (given as its folder) has no bounds:
+    both frames are the slide image's pixels."""
     ox, oy = origin
     path = slide_data["paths"][kind]
     truth = _truth(slide_data["labels"])  # in the slide image's pixels = QuPath's frame
