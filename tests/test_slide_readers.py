@@ -441,3 +441,21 @@ def test_a_folder_without_a_dicom_slide_and_a_dicom_that_is_no_slide_are_one_lin
         open_slide(tmp_path / "micro.dcm")
     with pytest.raises(InputError, match="is a folder without a DICOM WSI file"):
         open_slide(tmp_path)
+
+
+def test_a_dicom_series_folder_is_one_input_named_after_its_folder(dicom, tmp_path):
+    """tools/infer.py expands a folder into its files; a DICOM series is one slide in one file per
+    level, so its files become one input (OpenSlide opens the series from any of them)."""
+    from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs
+    from nucleus_seg.inference.batch import SLIDE_SUFFIXES, one_input_per_dicom_series, slide_name
+
+    raw, jpeg = dicom["raw"], dicom["jpeg"]
+    not_a_slide = tmp_path / "micro.dcm"  # another SOP class: stays, and fails with its own error
+    not_a_slide.write_bytes(raw[2].read_bytes().replace(slides.DICOM_WSI_SOP_CLASS.encode(),
+                                                        b"1.2.840.10008.5.1.4.1.1.77.1.2"))
+    files, problems = expand_inputs([raw[0].parent, jpeg[1], jpeg[2], tmp_path],
+                                    IMAGE_EXTENSIONS + SLIDE_SUFFIXES)
+    assert not problems and len(files) == 6
+    inputs = one_input_per_dicom_series(files)
+    assert inputs == [raw[0], jpeg[1], not_a_slide]
+    assert [slide_name(p) for p in inputs[:2]] == [raw[0].parent.name, jpeg[0].parent.name]

@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from nucleus_seg.checkpoints import trusted_checkpoints  # noqa: E402
 from nucleus_seg.errors import EXIT_BAD_INPUT, InputError, run_cli  # noqa: E402
-from nucleus_seg.inference.batch import SLIDE_SUFFIXES, BatchReport, infer_inputs  # noqa: E402
+from nucleus_seg.inference.batch import (SLIDE_SUFFIXES, BatchReport, infer_inputs,  # noqa: E402
+                                         one_input_per_dicom_series)
 from nucleus_seg.inference.cli_options import (  # noqa: E402
     check_slide_arguments, slide_argument_parser, slide_settings)
 from nucleus_seg.image_io import IMAGE_EXTENSIONS, expand_inputs  # noqa: E402
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     report = BatchReport()
     files, problems = expand_inputs(args.inputs, IMAGE_EXTENSIONS + SLIDE_SUFFIXES)
+    files = one_input_per_dicom_series(files)
     report.failed.extend(problems)
     if not files:
         if len(problems) == 1:
