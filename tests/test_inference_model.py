@@ -102,6 +102,21 @@ def test_real_model_on_a_tiled_image(predictor, sample_root):
     assert len(resizes) == 1 and tuple(resizes[0].scale_factor) == (1.5, 1.5)
 
 
+def test_the_package_level_loader_uses_the_calibrated_threshold(repo_root, tiny_checkpoint, tmp_path):
+    """``nucleus_seg.inference.load_predictor`` (the lazy import) has the loader's defaults: no
+    score_thr means the checkpoint's calibrated threshold, not a fixed 0.5."""
+    import shutil
+
+    from nucleus_seg.calibration import write_calibration
+
+    ckpt = tmp_path / "calibrated.pth"
+    shutil.copyfile(tiny_checkpoint, ckpt)
+    write_calibration(ckpt, {"score_thr": 0.65, "n_images": 2})
+    pred = load_predictor(repo_root / TINY_CONFIG, ckpt, "cpu", clean_up=False)
+    assert pred.score_thr == 0.65 and "calibrated" in pred.threshold.source
+    assert pred.clean_up is False
+
+
 def test_class_count_mismatch_is_refused(repo_root, tmp_path):
     ckpt = _save_checkpoint(repo_root, tmp_path / "two_classes.pth", num_classes=2)
     with pytest.raises(InputError, match="class count does not match"):

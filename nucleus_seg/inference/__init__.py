@@ -13,12 +13,12 @@ from .seams import Nucleus, SeamMerger
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, Predictor, Tile, TileGrid, run_tiled, tile_grid
 
 
-def load_predictor(config, checkpoint, device="cpu", score_thr=0.5, max_per_img=1000,
-                   scale_factor=None):
-    """See :func:`nucleus_seg.inference.predictor.load_predictor` (imported lazily: needs mmdet)."""
+def load_predictor(*args, **kwargs):
+    """:func:`nucleus_seg.inference.predictor.load_predictor`, imported lazily (it needs mmdet);
+    the same arguments and defaults (``score_thr=None``: the checkpoint's calibrated threshold)."""
     from .predictor import load_predictor as _load
 
-    return _load(config, checkpoint, device, score_thr, max_per_img, scale_factor)
+    return _load(*args, **kwargs)
 
 
 __all__ = [
