@@ -33,36 +33,48 @@ from tests.standins import ClippedPredictions  # noqa: E402
 TINY = ROOT / "configs/nucleus/mask-rcnn_r18_fpn_tiny_nucleus.py"
 
 
-def dsb_regions(data: Path, count: int):
-    """(RGB image, list of GT masks) for ``count`` regions of 2 x 2 tiles (sorted ids)."""
+def _stitch(images, side: int):
+    h, w = images[0].shape[:2]
+    return np.vstack([np.hstack(images[r * side:(r + 1) * side]) for r in range(side)]), h, w
+
+
+def dsb_regions(data: Path, count: int, side: int = 2, unlabeled: bool = False):
+    """(RGB image, list of GT masks or None) for up to ``count`` regions of ``side`` x ``side``
+    labelled tiles (sorted ids, the first ones), then, with ``unlabeled``, regions of the unlabeled
+    test tiles (tiled vs whole agreement needs no ground truth)."""
     from nucleus_seg.image_io import read_image
 
     ids = sorted(p.name for p in (data / "train").iterdir())
+    n = side * side
     regions = []
     for r in range(count):
-        chosen = ids[4 * r:4 * r + 4]
-        if len(chosen) < 4:
+        chosen = ids[n * r:n * r + n]
+        if len(chosen) < n:
             break
         images, masks = [], []
         for k, name in enumerate(chosen):
             folder = data / "train" / name
             image = read_image(next((folder / "images").glob("*.png")))
             h, w = image.shape[:2]
-            dy, dx = (k // 2) * h, (k % 2) * w
+            dy, dx = (k // side) * h, (k % side) * w
             images.append(image)
             for m in sorted((folder / "masks").glob("*.png")):
                 mask = cv2.imread(str(m), cv2.IMREAD_GRAYSCALE) > 0
                 masks.append((dy, dx, mask))
-        h, w = images[0].shape[:2]
-        if any(i.shape[:2] != (h, w) for i in images):
+        if any(i.shape[:2] != images[0].shape[:2] for i in images):
             continue
-        canvas = np.vstack([np.hstack(images[0:2]), np.hstack(images[2:4])])
+        canvas, h, w = _stitch(images, side)
         full = []
         for dy, dx, mask in masks:
             m = np.zeros(canvas.shape[:2], bool)
             m[dy:dy + h, dx:dx + w] = mask
             full.append(m)
         regions.append((canvas, full))
+    test = sorted((data / "test").glob("*.png")) if unlabeled and (data / "test").is_dir() else []
+    for r in range(len(test) // n):
+        images = [read_image(p) for p in test[n * r:n * r + n]]
+        if all(i.shape[:2] == images[0].shape[:2] for i in images):
+            regions.append((_stitch(images, side)[0], None))
     return regions
 
 
@@ -112,7 +124,13 @@ def main(argv=None) -> int:
     p.add_argument("--raw", action="store_true",
                    help="the model's detections as they are (no per-tile clean-up: overlaps, "
                         "slivers and near-duplicates kept)")
+    p.add_argument("--candidate-thr", type=float, default=None,
+                   help="lowest score tiles report to the seam merger (default: the predictor's)")
     p.add_argument("--data", default=None)
+    p.add_argument("--side", type=int, default=2,
+                   help="a region is side x side DSB tiles (320 x 256 each)")
+    p.add_argument("--unlabeled", action="store_true",
+                   help="also regions of the unlabeled test tiles (agreement only, no F1 vs GT)")
     args = p.parse_args(argv)
 
     from nucleus_seg.inference import load_predictor, run_tiled
@@ -121,7 +139,7 @@ def main(argv=None) -> int:
     data = Path(args.data) if args.data else (shared if shared.is_dir() else
                                               ROOT / "data" / "sample" / "dsb2018_he")
     predictor = load_predictor(args.config, args.checkpoint, "cpu", args.score_thr,
-                               clean_up=not args.raw)
+                               clean_up=not args.raw, candidate_thr=args.candidate_thr)
     # The whole-image run gets the tiles' proposal density: RPN keeps a fixed number of proposals
     # per image (2,000), so a region 5x a tile's area would otherwise get 5x fewer per nucleus
     # and miss nuclei that the tiles find.
@@ -130,7 +148,8 @@ def main(argv=None) -> int:
     print(f"{predictor.threshold.describe()}; "
           f"{'raw detections' if args.raw else 'cleaned (non-overlapping) output'}", flush=True)
     rows = []
-    for k, (image, gt_masks) in enumerate(dsb_regions(data, args.regions)):
+    for k, (image, gt_masks) in enumerate(dsb_regions(data, args.regions, args.side,
+                                                       args.unlabeled)):
         h, w = image.shape[:2]
         ratio = max(1.0, h * w / float(args.tile * args.tile))
         rpn = whole_predictor.model.rpn_head.test_cfg
@@ -139,7 +158,7 @@ def main(argv=None) -> int:
                                         int(base_rpn.max_per_img * ratio))
         whole_predictor.model.roi_head.test_cfg.max_per_img = int(
             predictor.model.roi_head.test_cfg.max_per_img * ratio)
-        gt = rles_of_masks(gt_masks)
+        gt = rles_of_masks(gt_masks) if gt_masks is not None else None
         outputs = {"default": predictor(image), "scaled": whole_predictor(image)}
         for overlap in args.overlaps:
             tiled = run_tiled(image, predictor, args.tile, overlap, batch_size=4)
@@ -151,22 +170,25 @@ def main(argv=None) -> int:
                 merged = scores(whole_rles, rles_of_instances(oracle, h, w))
                 agree = scores(whole_rles, tiled_rles)
                 dedup = scores(without_duplicates(whole_rles, whole.scores), tiled_dedup)
-                rows.append((k, overlap, budget, len(gt), len(whole), len(tiled), agree["F1"],
-                             dedup["F1"], scores(gt, whole_rles)["F1"], scores(gt, tiled_rles)["F1"],
-                             merged["F1"]))
+                vs_gt = ((scores(gt, whole_rles)["F1"], scores(gt, tiled_rles)["F1"])
+                         if gt is not None else (None, None))
+                rows.append((k, overlap, budget, len(gt) if gt is not None else None, len(whole),
+                             len(tiled), agree["F1"], dedup["F1"], *vs_gt, merged["F1"]))
                 print(f"region {k}: overlap {overlap}, whole-image proposals {budget}: tiled vs "
                       f"whole F1 {agree['F1']:.4f} (TP {agree['TP']}, only whole {agree['FN']}, "
                       f"only tiled {agree['FP']}); without duplicates {dedup['F1']:.4f}; the "
                       f"whole-image predictions cut into tiles and merged: F1 {merged['F1']:.4f}",
                       flush=True)
     print(f"\ndata: {data}; model: {args.checkpoint}; tile {args.tile}; score >= "
-          f"{predictor.score_thr:g}; {'raw' if args.raw else 'cleaned'}")
+          f"{predictor.score_thr:g} (tiles' candidates from {predictor.candidate_thr:g}); "
+          f"{'raw' if args.raw else 'cleaned'}")
     print("| region | overlap | whole-image proposals | GT nuclei | whole | tiled | F1 tiled vs whole "
           "| the same without duplicates | F1 vs GT (whole / tiled) | whole cut into tiles, merged |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for k, ov, budget, n_gt, n_w, n_t, f1, f1d, f1w, f1t, f1m in rows:
-        print(f"| {k} | {ov} | {budget} | {n_gt} | {n_w} | {n_t} | {f1:.4f} | {f1d:.4f} "
-              f"| {f1w:.3f} / {f1t:.3f} | {f1m:.4f} |")
+        vs_gt = f"{f1w:.3f} / {f1t:.3f}" if n_gt is not None else "- (unlabeled)"
+        print(f"| {k} | {ov} | {budget} | {n_gt if n_gt is not None else '-'} | {n_w} | {n_t} "
+              f"| {f1:.4f} | {f1d:.4f} | {vs_gt} | {f1m:.4f} |")
     for ov in args.overlaps:
         for budget in ("default", "scaled"):
             sel = [r for r in rows if r[1] == ov and r[2] == budget]

@@ -36,7 +36,7 @@ import numpy as np
 
 from .errors import InputError
 from .fileio import atomic_write_bytes, atomic_write_json, check_writable
-from .inference.engine import RowDone, stream_tiles
+from .inference.engine import RowDone, merge_score_thr, stream_tiles
 from .inference.seams import DEFAULT_MATCH_IOU, DEFAULT_TOLERANCE, SeamMerger
 from .inference.streamed_outputs import (NucleusRecords, OutputFrame, QcThumbnail, RegionParts,
                                          assemble_geojson, assemble_parquet, parquet_schema,
@@ -358,10 +358,11 @@ def _run(reader, view, predictor, out_dir, settings, class_names, names, journal
     first_row = state["regions_done"] * region_rows
     resumed_at = first_row if state["runs"] else None
     state["runs"].append({"first_row": first_row, "tiles": 0})
+    merge = dict(match_iou=settings.match_iou, tolerance=settings.tolerance,
+                 score_thr=merge_score_thr(predictor))
     merger = (SeamMerger.from_state(grid, _load_state(journal.state_path(state["regions_done"])),
-                                    match_iou=settings.match_iou, tolerance=settings.tolerance)
-              if state["regions_done"] else
-              SeamMerger(grid, match_iou=settings.match_iou, tolerance=settings.tolerance))
+                                    **merge)
+              if state["regions_done"] else SeamMerger(grid, **merge))
     collected = [] if extras else None
     run_started = started
 

@@ -289,3 +289,52 @@ def test_empty_tiles_give_an_empty_result_of_the_image_size():
 def test_run_tiled_rejects_non_rgb_uint8():
     with pytest.raises(ValueError):
         run_tiled(np.zeros((10, 10), np.uint8), lambda t: Instances.empty())
+
+
+class ContextScoredStandIn(LabelImagePredictor):
+    """Candidates like a real model near tile borders: a nucleus the tile cuts scores ``cut_score``,
+    one it sees whole ``whole_score``; ``silent`` ids are not predicted at all by a tile that sees
+    them whole (a miss, not a low score). Reports candidates down to 0.1, thresholds at 0.5."""
+
+    score_thr, candidate_thr = 0.5, 0.1
+
+    def __init__(self, labels, cut_score, whole_score, silent=()):
+        super().__init__(labels)
+        self.cut_score, self.whole_score, self.silent = cut_score, whole_score, set(silent)
+
+    def predict_candidates(self, tiles):
+        out = []
+        for tile in tiles:
+            y0, x0 = self._origin(tile)
+            h, w = tile.shape[:2]
+            window = self.labels[y0:y0 + h, x0:x0 + w]
+            crops, scores = [], []
+            for i in np.unique(window[window > 0]):
+                whole = np.count_nonzero(window == i) == np.count_nonzero(self.labels == i)
+                if whole and int(i) in self.silent:
+                    continue
+                crops.append(MaskCrop.from_mask(window == i))
+                scores.append(self.whole_score if whole else self.cut_score)
+            out.append(Instances(np.array(scores), np.zeros(len(crops)), crops, None, h, w))
+        return out
+
+
+def test_the_tile_seeing_a_nucleus_whole_decides_it_with_its_own_score():
+    """Two tiles (x 0-200 and 152-352) and one nucleus cut by the left tile's border at x = 200,
+    whole in the right tile. A cut view scored 0.9 does not outvote the whole view's 0.3 (below the
+    0.5 threshold): nothing is kept, as a whole-image run would keep nothing. A whole view scored
+    0.9 is kept once, whole. If the tile seeing it whole predicts nothing at all (a miss), the cut
+    view is kept, as before."""
+    labels = disc_label_image(120, 352, [(60, 196, 14)])
+    whole = labels == 1
+    cases = [(0.9, 0.3, (), 0), (0.3, 0.9, (), 1), (0.9, 0.9, (1,), 1)]
+    for cut_score, whole_score, silent, expected in cases:
+        predictor = ContextScoredStandIn(labels, cut_score, whole_score, silent)
+        result = run_tiled(predictor.image, predictor, tile=200, overlap=48)
+        assert len(result) == expected, (cut_score, whole_score, silent)
+        if expected and not silent:
+            assert np.array_equal(result.masks[0].to_full(120, 352), whole)
+            assert result.scores[0] == whole_score
+        if silent:  # the neighbour's part (x < 200) is what exists of the missed nucleus
+            assert np.array_equal(result.masks[0].to_full(120, 352),
+                                  whole & (np.arange(352) < 200))

@@ -122,9 +122,19 @@ def _read_batches(view, batches: Iterable[List[Tile]], workers: int,
     yield from loader
 
 
+def merge_score_thr(predictor: Predictor) -> float:
+    """The score threshold the seam merger applies to merged nuclei: the predictor's own when it
+    reports lower-scored candidates for matching (``predict_candidates``), else none (0)."""
+    if getattr(predictor, "predict_candidates", None) is None:
+        return 0.0
+    return float(getattr(predictor, "score_thr", 0.0))
+
+
 def predict_tiles(predictor: Predictor, images: Sequence[np.ndarray]) -> List[Instances]:
-    """Several tiles per call where the predictor supports it (``predict_batch``)."""
-    batch_fn = getattr(predictor, "predict_batch", None)
+    """Several tiles per call where the predictor supports it (``predict_candidates`` for seam
+    matching, else ``predict_batch``)."""
+    batch_fn = (getattr(predictor, "predict_candidates", None)
+                or getattr(predictor, "predict_batch", None))
     if batch_fn is not None:
         out = list(batch_fn(list(images)))
         if len(out) != len(images):
@@ -175,5 +185,6 @@ def stream_tiles(view, grid: TileGrid, predictor: Predictor, merger: SeamMerger,
         row, row_tiles, row_instances = row + 1, 0, 0
 
 
-__all__ = ["ArrayView", "Released", "RowDone", "planned_tiles", "predict_tiles", "read_tile_batch",
+__all__ = ["ArrayView", "Released", "RowDone", "merge_score_thr", "planned_tiles", "predict_tiles",
+           "read_tile_batch",
            "stream_tiles"]

@@ -23,6 +23,10 @@ from ..errors import InputError
 from ..geometry import MaskCrop
 from .instances import Instances
 
+# Tiles report candidates down to this score for seam matching (MMDetPredictor): a neighbour's
+# low-scored view of a nucleus is evidence against another tile's higher score for a cut view.
+DEFAULT_CANDIDATE_THR = 0.1
+
 
 def _class_names_from_config(cfg) -> Optional[Sequence[str]]:
     for key in ("test_dataloader", "val_dataloader", "train_dataloader"):
@@ -110,14 +114,22 @@ class MMDetPredictor:
 
     With ``clean_up`` (default) a tile's nuclei do not overlap: detections scoring at least
     ``score_thr``, overlaps resolved by score, slivers and near-duplicates dropped
-    (:mod:`nucleus_seg.calibration`)."""
+    (:mod:`nucleus_seg.calibration`).
+
+    ``predict_candidates(tiles)`` is what tiled inference uses: the same, down to ``candidate_thr``
+    (at most ``score_thr``). The seam merger matches those candidates across tiles and applies
+    ``score_thr`` to each merged nucleus's kept prediction - the one from the tile that sees the
+    nucleus with the most context - so a tile that cuts a nucleus (and, lacking context, scores it
+    higher) does not outvote its neighbour that sees it whole and scores it below the threshold."""
 
     def __init__(self, model, class_names: Sequence[str], score_thr: float = 0.5,
                  scale_factor: Optional[float] = None, info: Optional[dict] = None,
-                 clean_up: bool = True):
+                 clean_up: bool = True, candidate_thr: Optional[float] = None):
         self.model = model
         self.class_names = tuple(class_names)
         self.score_thr = float(score_thr)
+        self.candidate_thr = min(self.score_thr, float(
+            DEFAULT_CANDIDATE_THR if candidate_thr is None else candidate_thr))
         self.clean_up = clean_up
         self.threshold = None  # the ScoreThreshold (value and source) when built by load_predictor
         self.info = dict(info or {}, scale_factor=scale_factor)
@@ -126,9 +138,11 @@ class MMDetPredictor:
     def __call__(self, tile_rgb: np.ndarray) -> Instances:
         return self.predict_batch([tile_rgb])[0]
 
-    def predict_batch(self, tiles: Sequence[np.ndarray]) -> List[Instances]:
+    def predict_batch(self, tiles: Sequence[np.ndarray],
+                      min_score: Optional[float] = None) -> List[Instances]:
         """Several RGB tiles in one forward pass (the data preprocessor pads them to one size);
-        results in each tile's own coordinates, in order."""
+        results (scoring at least ``min_score``, default ``score_thr``) in each tile's own
+        coordinates, in order."""
         import torch
 
         if not tiles:
@@ -136,13 +150,18 @@ class MMDetPredictor:
         data = tiles_to_model_inputs(self.pipeline, tiles)
         with torch.no_grad():
             outputs = self.model.test_step(data)
-        return [self._to_instances(out.pred_instances, tile.shape[0], tile.shape[1])
+        threshold = self.score_thr if min_score is None else float(min_score)
+        return [self._to_instances(out.pred_instances, tile.shape[0], tile.shape[1], threshold)
                 for out, tile in zip(outputs, tiles)]
 
-    def _to_instances(self, pred, height: int, width: int) -> Instances:
+    def predict_candidates(self, tiles: Sequence[np.ndarray]) -> List[Instances]:
+        """:meth:`predict_batch` down to ``candidate_thr``, for the seam merger (class docstring)."""
+        return self.predict_batch(tiles, self.candidate_thr)
+
+    def _to_instances(self, pred, height: int, width: int, score_thr: float) -> Instances:
         import torch
 
-        keep = (pred.scores >= self.score_thr).nonzero().flatten()
+        keep = (pred.scores >= score_thr).nonzero().flatten()
         if len(keep) == 0 or "masks" not in pred:
             return Instances.empty(height, width)
         pred = pred[keep]
@@ -165,25 +184,28 @@ class MMDetPredictor:
                               None, height, width)
         if self.clean_up:
             from ..calibration import CleanUp, clean_instances
-            instances = clean_instances(instances, CleanUp(self.score_thr))
+            instances = clean_instances(instances, CleanUp(score_thr))
         return instances
 
     def describe(self) -> dict:
         """What the outputs record about the model (and what a resumed run must match)."""
         return dict(self.info, classes=list(self.class_names), score_thr=self.score_thr,
+                    candidate_thr=self.candidate_thr,
                     clean_up=self.clean_up)
 
 
 def load_predictor(config, checkpoint, device: str = "cpu", score_thr: Optional[float] = None,
                    max_per_img: int = 1000, scale_factor: Optional[float] = None,
-                   clean_up: bool = True) -> MMDetPredictor:
+                   clean_up: bool = True, candidate_thr: Optional[float] = None) -> MMDetPredictor:
     """Build the model of ``config`` with the weights of ``checkpoint`` as a tile predictor.
 
     ``score_thr`` None: the checkpoint's calibrated threshold, else 0.5 (``predictor.threshold`` says
     which and why).
     ``max_per_img`` is the cap on detections per tile (RPN proposals are raised to it where the
     config sets fewer): dense tissue holds hundreds of nuclei per tile. ``scale_factor`` replaces
-    the test pipeline's Resize by a fixed zoom (see MMDetPredictor)."""
+    the test pipeline's Resize by a fixed zoom (see MMDetPredictor). ``candidate_thr`` (default
+    ``DEFAULT_CANDIDATE_THR``, at most ``score_thr``): the lowest score tiles report to the seam
+    merger (see MMDetPredictor); equal to ``score_thr`` turns that off."""
     cfg_path = config
     ckpt_path = Path(checkpoint)
     check_checkpoint(ckpt_path)  # cheap checks first: no model build for a typo
@@ -227,6 +249,7 @@ def load_predictor(config, checkpoint, device: str = "cpu", score_thr: Optional[
     info = {"config": str(cfg_path), "checkpoint": str(ckpt_path.resolve()),
             "checkpoint_bytes": stat.st_size, "checkpoint_mtime_ns": stat.st_mtime_ns,
             "max_per_img": max_per_img, "device": str(device)}
-    predictor = MMDetPredictor(model, names, threshold.value, scale_factor, info, clean_up)
+    predictor = MMDetPredictor(model, names, threshold.value, scale_factor, info, clean_up,
+                               candidate_thr)
     predictor.threshold = threshold
     return predictor

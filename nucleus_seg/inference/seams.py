@@ -22,6 +22,9 @@ prediction farthest from its tile's interior borders (``margin``; a tile that se
 beats one that cuts it) is kept; if every tile cut it (a nucleus wider than the overlap, or one the
 tile seeing it whole missed), the union of the pieces is kept. So a nucleus is never kept by two
 tiles, never dropped by both, and one that the tile seeing it whole missed is kept from the other.
+With ``score_thr``, tiles report candidates scoring below it too, and a decided nucleus is kept only
+if its kept prediction reaches it: the tile with the most context decides whether it is a nucleus
+(a tile that cuts it would otherwise keep a fragment its neighbour scored below the threshold).
 
 Memory: only clusters some later tile can still reach are pending - those in the overlap strip
 along the bottom of the current tile row and beside the newest tile (mask crops, never image-sized
@@ -191,7 +194,7 @@ class SeamMerger:
     later tile can overlap it. See the module docstring for the method."""
 
     def __init__(self, grid: TileGrid, match_iou: float = DEFAULT_MATCH_IOU,
-                 tolerance: int = DEFAULT_TOLERANCE):
+                 tolerance: int = DEFAULT_TOLERANCE, score_thr: float = 0.0):
         if not 0 < match_iou <= 1:
             raise ValueError(f"match_iou must be in (0, 1], got {match_iou}")
         if tolerance < 0:
@@ -199,6 +202,9 @@ class SeamMerger:
         self.grid = grid
         self.match_iou = float(match_iou)
         self.tolerance = int(tolerance)
+        # applied to each decided nucleus (its kept prediction's score): tiles may report
+        # lower-scored candidates, so a neighbour's low score for a nucleus it sees whole counts
+        self.score_thr = float(score_thr)
         self._by_tile: Dict[int, List[_Member]] = {}  # members of pending clusters, per tile
 
     # ------------------------------------------------------------------ adding a tile
@@ -306,7 +312,8 @@ class SeamMerger:
                 members.remove(m)
                 if not members:
                     del self._by_tile[m.tile.index]
-        return [c.resolve() for c in sorted(done, key=lambda c: c.key)]
+        decided = (c.resolve() for c in sorted(done, key=lambda c: c.key))
+        return [n for n in decided if n.score >= self.score_thr]
 
     def close_rows(self, last_row: int) -> List[Nucleus]:
         """All tiles of rows <= ``last_row`` have been added (skipped tiles included): release the

@@ -136,14 +136,14 @@ def run_tiled(image: np.ndarray, predictor: Predictor, tile: int = DEFAULT_TILE,
     ``progress(tiles, predictions)`` is called after each batch with its counts. ``merge_options`` go to
     :class:`~nucleus_seg.inference.seams.SeamMerger` (``match_iou``, ``tolerance``). Returns
     instances in image coordinates, sorted by descending score."""
-    from .engine import ArrayView, stream_tiles
+    from .engine import ArrayView, merge_score_thr, stream_tiles
     from .seams import SeamMerger
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
     grid = TileGrid(height, width, tile, overlap)
-    merger = SeamMerger(grid, **merge_options)
+    merger = SeamMerger(grid, **{"score_thr": merge_score_thr(predictor), **merge_options})
     nuclei = []
     for event in stream_tiles(ArrayView(image), grid, predictor, merger, batch_size=batch_size,
                               progress=progress):
