@@ -3,10 +3,14 @@
 
     .venv/bin/python benchmarks/bench_seams_model.py --checkpoint work_dirs/.../iter_N.pth \
         [--regions 4] [--tile 256] [--overlaps 48 96] [--data ../shared/data/dsb2018_he] \
-        [--score-thr T] [--raw]
+        [--score-thr T] [--raw] [--candidate-thr C] [--side 3 --unlabeled]
 
-A region is 2 x 2 DSB H&E tiles stitched (640 x 512 px, with their per-nucleus masks as ground
-truth); the shared 64-tile set is used where it exists, else the bundled sample. Each region is
+A region is ``--side`` x ``--side`` DSB H&E tiles stitched (2 x 2: 640 x 512 px), labelled tiles
+first (sorted ids, with their per-nucleus masks as ground truth: hold them out of the model's
+training), then, with ``--unlabeled``, the unlabeled test tiles (agreement needs no ground truth);
+the shared 64-tile set is used where it exists, else the bundled sample. The predictor is the
+product's: the checkpoint's calibrated threshold, cleaned output, tiles' candidates down to
+``--candidate-thr`` for the seam merger (equal to the threshold: each tile thresholded alone). Each region is
 predicted by the same model in one forward pass over the whole region (with the default proposal
 budget, and with it scaled to the tiles' proposal density) and tiled (``run_tiled``: the seam
 matcher of the slide pipeline) with each overlap. Matched F1 at IoU > 0.5 (one-to-one,
