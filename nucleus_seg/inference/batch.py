@@ -26,8 +26,9 @@ def slide_name(path: Path) -> str:
     """The output folder name of an input: its file name without the suffix(es) of its format; for
     a DICOM WSI file, its folder's name (a series is a folder of files, one per pyramid level,
     often named by UIDs)."""
-    if Path(path).suffix.lower() == ".dcm" and Path(path).resolve().parent.name:
-        return Path(path).resolve().parent.name
+    folder = Path(path).resolve().parent.name if Path(path).suffix.lower() == ".dcm" else ""
+    if folder:
+        return folder
     name = Path(path).name
     for double in (".ome.tif", ".ome.tiff"):
         if name.lower().endswith(double):
@@ -35,30 +36,19 @@ def slide_name(path: Path) -> str:
     return Path(name).stem
 
 
-def _dicom_series(path: Path) -> Optional[str]:
-    """The SeriesInstanceUID of a DICOM WSI file OpenSlide opens, else None."""
-    import openslide
-
-    try:
-        if openslide.OpenSlide.detect_format(str(path)) != "dicom":
-            return None
-        with openslide.OpenSlide(str(path)) as slide:
-            return slide.properties.get("dicom.SeriesInstanceUID")
-    except Exception:  # unreadable: left as an input, whose open gives the one-line error
-        return None
-
-
 def one_input_per_dicom_series(files: Sequence[Path]) -> List[Path]:
     """``files`` with the DICOM files of one whole-slide series (same folder, same
     SeriesInstanceUID: OpenSlide opens the whole series from any one of them) reduced to the first
     by name, so a folder of level files is one slide, not one run per level. Other files, and DICOM
     files OpenSlide does not read as a slide (they fail with their own error), stay as given."""
+    from ..slide.opener import dicom_series_uid
+
     out: List[Path] = []
     seen = set()
     for path in files:
         path = Path(path)
         if path.suffix.lower() == ".dcm":
-            series = _dicom_series(path)
+            series = dicom_series_uid(path)
             if series is not None:
                 key = (str(path.resolve().parent), series)
                 if key in seen:

@@ -56,6 +56,20 @@ def _is_dicom(path: Path) -> bool:
         return f.read(132)[128:] == b"DICM"  # Part 10: a 128-byte preamble, then the magic
 
 
+def dicom_series_uid(path: Path) -> Optional[str]:
+    """The SeriesInstanceUID of a DICOM WSI file OpenSlide reads (its series is one slide, opened
+    from any of its files), else None."""
+    import openslide
+
+    if _openslide_vendor(path) != "dicom":
+        return None
+    try:
+        with openslide.OpenSlide(str(path)) as slide:
+            return slide.properties.get("dicom.SeriesInstanceUID")
+    except Exception:  # unreadable: opening it as an input gives the one-line error
+        return None
+
+
 def _dicom_file_in_folder(folder: Path) -> Path:
     """A DICOM WSI is a folder of files, one per level (and label, overview): OpenSlide opens it
     from any one of them and gathers the rest of its series from the same folder. The first by
